@@ -1,0 +1,3 @@
+from modelwire.cli.main import app
+
+app(prog_name="modelwire")

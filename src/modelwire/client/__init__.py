@@ -1,0 +1,15 @@
+"""The Python SDK: `Client` (blocking) and `AsyncClient` (asyncio).
+
+    from modelwire.client import Client
+    with Client("localhost:50051") as client:
+        print(client.classify("digit.png"))
+
+Errors arrive as modelwire.errors exceptions (InvalidInput, Unavailable, ...), each with
+the server's message and `.status`, the gRPC status name.
+"""
+
+from modelwire.client._async import AsyncClient
+from modelwire.client._common import ClassificationResult, ImageInput
+from modelwire.client._sync import Client
+
+__all__ = ["AsyncClient", "ClassificationResult", "Client", "ImageInput"]

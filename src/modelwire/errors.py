@@ -1,0 +1,57 @@
+"""The exceptions modelwire raises, free of any transport.
+
+Core code raises these; the gRPC server maps them to status codes in one table
+(`modelwire.server.status`), the SDK maps status codes back to them. Every message says
+what was wrong and what to do, and never carries a traceback, a file path or a secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidInput",
+    "ModelwireError",
+    "NotFound",
+    "NotReady",
+    "Overloaded",
+    "PermissionDenied",
+    "Unauthenticated",
+    "Unavailable",
+]
+
+
+class ModelwireError(Exception):
+    """Base class of every error modelwire raises on purpose."""
+
+    def __init__(self, message: str, *, status: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: The remote status name (e.g. "INVALID_ARGUMENT") when a client received it.
+        self.status = status
+
+
+class InvalidInput(ModelwireError):
+    """The request itself is wrong (bad image, bad name, bad parameter): do not retry it."""
+
+
+class NotFound(ModelwireError):
+    """The named model, version or resource does not exist."""
+
+
+class NotReady(ModelwireError):
+    """The resource exists but cannot serve yet (loading, failed, shutting down)."""
+
+
+class Overloaded(ModelwireError):
+    """Too much work is queued; retry later with backoff."""
+
+
+class Unauthenticated(ModelwireError):
+    """No valid credentials were presented."""
+
+
+class PermissionDenied(ModelwireError):
+    """The credentials are valid but lack the role this call needs."""
+
+
+class Unavailable(ModelwireError):
+    """The server could not be reached, or the call ran out of time (client side)."""

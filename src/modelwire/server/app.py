@@ -1,0 +1,128 @@
+"""Build, run and stop the gRPC server.
+
+`build_server` wires the engine, the services, health and reflection into a grpc.aio
+server bound to the configured addresses and returns it started, with its bound port
+(port 0 picks a free one, which tests use). `serve` runs it until SIGTERM or SIGINT, then
+drains: health goes NOT_SERVING, new calls are refused, calls in flight get the grace
+period to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from modelwire.api.compat import image_classifier_pb2_grpc
+from modelwire.core.images import DecodeLimits
+from modelwire.core.inference import InferenceEngine
+from modelwire.core.repository import DEFAULT_MODEL_DIR
+from modelwire.server.health import HealthServicer
+from modelwire.server.servicers.compat import SERVICE_NAME as COMPAT_SERVICE
+from modelwire.server.servicers.compat import ImageClassifierServicer
+from modelwire.settings import Settings
+
+__all__ = ["RunningServer", "build_engine", "build_server", "serve"]
+
+log = logging.getLogger(__name__)
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+@dataclass
+class RunningServer:
+    """A started server: the grpc.aio server, its bound port and what it owns."""
+
+    server: grpc.aio.Server
+    port: int
+    addresses: list[str]
+    health: HealthServicer
+    engine: InferenceEngine
+    services: list[str] = field(default_factory=list)
+
+    async def stop(self, grace: float | None) -> None:
+        """Health NOT_SERVING, refuse new calls, let calls in flight finish within
+        `grace` seconds (None: cancel them now). Safe to call more than once."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.engine.close()
+
+
+def build_engine(settings: Settings) -> InferenceEngine:
+    folders = settings.model_dirs or [DEFAULT_MODEL_DIR]
+    limits = DecodeLimits(max_pixels=settings.max_image_pixels)
+    return InferenceEngine.from_folders(folders, threads=settings.threads, limits=limits)
+
+
+async def build_server(settings: Settings, engine: InferenceEngine | None = None) -> RunningServer:
+    """Load the models (unless `engine` is given), bind, start, and mark SERVING."""
+    engine = engine or build_engine(settings)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            # Without this, a second server on the same port would start silently and
+            # share its traffic; fail loudly instead.
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    image_classifier_pb2_grpc.add_ImageClassifierServicer_to_server(
+        ImageClassifierServicer(engine), server
+    )
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    services = [COMPAT_SERVICE, HEALTH_SERVICE]
+    if settings.reflection:
+        services.append(reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(services, server)
+
+    port, addresses = _bind(server, settings.hosts, settings.port)
+    await server.start()
+    for name in ["", *services]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "modelwire serving model(s) %s on %s",
+        ", ".join(engine.model_names),
+        ", ".join(addresses),
+    )
+    return RunningServer(server, port, addresses, health_servicer, engine, services)
+
+
+def _bind(server: grpc.aio.Server, hosts: list[str], port: int) -> tuple[int, list[str]]:
+    addresses: list[str] = []
+    for host in hosts:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            if host == "::1" and addresses:
+                log.info("IPv6 loopback is not available; serving on IPv4 only")
+                continue
+            raise OSError(f"cannot listen on {address}: is the port in use or the address wrong?")
+        port = bound  # with port 0, every later address takes the port the first one got
+        addresses.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return port, addresses
+
+
+async def run_until_signal(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = await build_server(settings)
+    await stop.wait()
+    log.info("shutting down: finishing calls in flight (up to %.1fs)", settings.grace_period_s)
+    await running.stop(settings.grace_period_s)
+    log.info("stopped")
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and return."""
+    asyncio.run(run_until_signal(settings))

@@ -1,0 +1,94 @@
+"""Every knob of the server, in one object.
+
+Precedence: command-line flag > MODELWIRE_* environment variable > config file (TOML,
+`--config FILE` or MODELWIRE_CONFIG) > default. Values are read when `load_settings` is
+called, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Server settings. Each field is also MODELWIRE_<FIELD> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELWIRE_", extra="forbid", frozen=True)
+
+    hosts: list[str] = Field(
+        default=["127.0.0.1", "::1"],
+        description="Addresses to listen on. Loopback only by default; '::' or '0.0.0.0' "
+        "serves other machines. ::1 is skipped where the machine has no IPv6.",
+    )
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=256,
+        description="Threads for image decoding and inference (default: CPU count).",
+    )
+    grace_period_s: float = Field(
+        10.0, ge=0, description="On SIGTERM/SIGINT, how long calls in flight may finish."
+    )
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request message; bigger ones get RESOURCE_EXHAUSTED.",
+    )
+    max_image_pixels: int = Field(
+        40_000_000,
+        ge=64,
+        le=170_000_000,
+        description="Largest image (width x height) accepted, checked before decoding.",
+    )
+    reflection: bool = Field(True, description="Serve gRPC server reflection.")
+    model_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Model folders to serve (model.toml, labels.txt, <version>/model.onnx). "
+        "Empty: the built-in digits model.",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from flags (`overrides`, None meaning "not given"), the environment
+    and the TOML config file."""
+    config_file = config_file or _env_path("MODELWIRE_CONFIG")
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if config_file is None:
+        return Settings(**given)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    return _FromFile(**given)
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None

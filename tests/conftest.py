@@ -1,0 +1,103 @@
+"""Fixtures: real servers on free ports, real clients."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from modelwire.server.app import RunningServer, build_server
+from modelwire.settings import load_settings
+
+_LISTENING = re.compile(r"serving .* on 127\.0\.0\.1:(\d+)")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    """An in-process server with the default model on 127.0.0.1, any free port."""
+    running = await build_server(load_settings(hosts=["127.0.0.1"], port=0, threads=2))
+    yield running
+    await running.stop(None)
+
+
+@pytest.fixture
+async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield channel
+
+
+@dataclass
+class ServeProcess:
+    """`modelwire serve` running in a subprocess."""
+
+    process: subprocess.Popen[str]
+    port: int
+    log: list[str]
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
+    """Run `modelwire serve ARGS` and wait for its "serving ... on" log line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelwire", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    log: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        log.append(line)
+        if match := _LISTENING.search(line):
+            return ServeProcess(process, int(match.group(1)), log)
+    process.kill()
+    if any("cannot listen" in line for line in log):
+        raise AssertionError("the port is taken by another program:\n" + "".join(log))
+    process.wait()
+    process.stdout.close()
+    raise AssertionError("modelwire serve did not start:\n" + "".join(log))
+
+
+def stop_serve(serve: ServeProcess) -> int:
+    if serve.process.poll() is None:
+        serve.process.send_signal(signal.SIGTERM)
+    try:
+        code = serve.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        serve.process.kill()
+        raise
+    assert serve.process.stdout is not None
+    serve.log.extend(serve.process.stdout.readlines())
+    serve.process.stdout.close()
+    return code
+
+
+@pytest.fixture(scope="session")
+def serve_process() -> Iterator[ServeProcess]:
+    """One `modelwire serve` subprocess shared by the tests that only read from it."""
+    serve = start_serve("--host", "127.0.0.1", "--port", "0", "--threads", "2")
+    yield serve
+    stop_serve(serve)
+
+
+@pytest.fixture
+def tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,94 @@
+"""The real `modelwire` command in a subprocess against `modelwire serve` in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ServeProcess
+from tests.images import digit_bytes
+from tests.integration.client.test_client import _closed_port
+
+
+def modelwire(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelwire", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_classify_prints_label_and_score_per_file(
+    serve_process: ServeProcess, tmp_path: Path
+) -> None:
+    files = []
+    for label in (3, 7):
+        path = tmp_path / f"digit{label}.jpg"
+        path.write_bytes(digit_bytes(label, "JPEG", dark_on_light=True))
+        files.append(str(path))
+    result = modelwire("classify", *files, "--target", serve_process.target, "--timeout", "10")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    for line, label in zip(lines, (3, 7), strict=True):
+        printed, predicted, score = line.split("\t")
+        assert printed.endswith(f"digit{label}.jpg")
+        assert predicted == str(label)
+        assert 0 < float(score) <= 1
+
+
+def test_classify_exits_nonzero_when_the_server_refuses_the_image(
+    serve_process: ServeProcess, tmp_path: Path
+) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    good = tmp_path / "one.png"
+    good.write_bytes(digit_bytes(1))
+    result = modelwire("classify", str(bad), str(good), "--target", serve_process.target)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {bad}: data is not a JPEG, PNG, BMP, GIF or WebP image"
+    ]
+    assert result.stdout.split("\t")[1] == "1"
+
+
+def test_classify_exits_nonzero_with_one_line_when_unreachable(tmp_path: Path) -> None:
+    image = tmp_path / "two.png"
+    image.write_bytes(digit_bytes(2))
+    target = f"127.0.0.1:{_closed_port()}"
+    result = modelwire("classify", str(image), "--target", target, "--timeout", "5")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: cannot reach a modelwire server at {target}: is it running?"
+    )
+    assert result.stdout == ""
+
+
+def test_classify_missing_file(serve_process: ServeProcess, tmp_path: Path) -> None:
+    result = modelwire("classify", str(tmp_path / "nope.png"), "--target", serve_process.target)
+    assert result.returncode == 1
+    assert "cannot read" in result.stderr
+
+
+def test_serve_refuses_bad_settings() -> None:
+    result = modelwire("serve", "--port", "70000")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: bad settings")
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_reports_a_port_in_use(serve_process: ServeProcess) -> None:
+    result = modelwire("serve", "--host", "127.0.0.1", "--port", str(serve_process.port))
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_protos_prints_the_folder_with_the_document_proto() -> None:
+    result = modelwire("protos")
+    assert result.returncode == 0
+    proto = Path(result.stdout.strip()) / "modelwire/api/compat/image_classifier.proto"
+    assert "service ImageClassifier" in proto.read_text()

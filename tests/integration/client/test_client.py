@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from modelwire.client import AsyncClient, ClassificationResult, Client
+from modelwire.errors import InvalidInput, Overloaded, Unavailable
+from modelwire.server.app import RunningServer
+from tests.conftest import ServeProcess
+from tests.images import digit_bytes
+
+
+def _closed_port() -> int:
+    # Bound but never listening: connecting to it is refused at once.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# The blocking client runs against a server in another process: in this one it would
+# block the event loop the server needs.
+def test_classify_path_str_and_bytes(serve_process: ServeProcess, tmp_path: Path) -> None:
+    image = tmp_path / "nine.png"
+    image.write_bytes(digit_bytes(9))
+    with Client(serve_process.target) as client:
+        for source in (image, str(image), image.read_bytes(), bytearray(image.read_bytes())):
+            result = client.classify(source)
+            assert isinstance(result, ClassificationResult)
+            assert result.label == "9"
+            assert 0 < result.score <= 1
+
+
+async def test_async_client(server: RunningServer) -> None:
+    async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+        result = await client.classify(digit_bytes(0, "WEBP"))
+    assert result.label == "0"
+
+
+def test_refused_image_raises_invalid_input(serve_process: ServeProcess) -> None:
+    with Client(serve_process.target) as client, pytest.raises(InvalidInput) as caught:
+        client.classify(b"not an image")
+    assert caught.value.status == "INVALID_ARGUMENT"
+    assert "not a JPEG" in caught.value.message
+
+
+async def test_too_large_message_raises_overloaded(server: RunningServer) -> None:
+    async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(Overloaded) as caught:
+            await client.classify(b"\x00" * (17 * 1024 * 1024))
+    assert caught.value.status == "RESOURCE_EXHAUSTED"
+
+
+def test_unreachable_server_raises_unavailable() -> None:
+    target = f"127.0.0.1:{_closed_port()}"
+    with Client(target, timeout=5) as client, pytest.raises(Unavailable) as caught:
+        client.classify(digit_bytes(1))
+    assert caught.value.message == f"cannot reach a modelwire server at {target}: is it running?"
+
+
+def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with Client("127.0.0.1:1") as client, pytest.raises(FileNotFoundError):
+        client.classify(tmp_path / "missing.jpg")

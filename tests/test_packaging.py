@@ -1,0 +1,53 @@
+"""What users get from `pip install modelwire`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import modelwire.client
+import modelwire.errors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_protos_default_model_and_types(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("modelwire-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "modelwire/protos/modelwire/api/compat/image_classifier.proto" in names
+    assert "modelwire/api/compat/image_classifier_pb2.pyi" in names
+    assert "modelwire/default_models/digits/1/model.onnx" in names
+    assert "modelwire/default_models/digits/model.toml" in names
+    assert "modelwire/py.typed" in names
+    assert not any("__pycache__" in name for name in names)
+
+
+def test_exported_names() -> None:
+    assert modelwire.client.__all__ == [
+        "AsyncClient",
+        "ClassificationResult",
+        "Client",
+        "ImageInput",
+    ]
+    for name in modelwire.errors.__all__:
+        assert issubclass(getattr(modelwire.errors, name), modelwire.errors.ModelwireError)
+
+
+def test_sdk_does_not_import_the_runtime() -> None:
+    code = (
+        "import sys, modelwire.client; "
+        "bad = [m for m in ('onnxruntime', 'torch', 'PIL', 'modelwire.core') if m in sys.modules]; "
+        "print(bad)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modelwire.core.images import DecodeLimits, Preprocessing, decode, preprocess
+from modelwire.errors import InvalidInput
+from tests.images import digit_bytes, digit_picture, encode, heldout_digits, png_header_claiming
+
+GRAY_8X8 = Preprocessing(width=8, height=8, channels=1, resample="box")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "GIF", "WEBP"])
+def test_decodes_every_supported_format(fmt: str) -> None:
+    image = decode(digit_bytes(3, fmt))
+    assert image.format == fmt
+    assert image.size == (64, 64)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "I;16", "CMYK"])
+def test_every_mode_becomes_the_same_tensor_shape(mode: str) -> None:
+    picture = digit_picture(heldout_digits()[0][0])
+    if mode == "I;16":
+        converted = Image.fromarray(np.asarray(picture).astype(np.uint16) * 16)
+        fmt = "PNG"
+    else:
+        converted = picture.convert(mode)
+        fmt = "JPEG" if mode == "CMYK" else "PNG"
+    tensor = preprocess(decode(encode(converted, fmt)), GRAY_8X8)
+    assert tensor.shape == (1, 8, 8)
+    assert tensor.dtype == np.float32
+    # Every mode carries the same picture: the tensors agree closely with the L version.
+    reference = preprocess(decode(encode(picture, "PNG")), GRAY_8X8)
+    assert np.abs(tensor - reference).mean() < 0.05
+
+
+def test_sixteen_bit_images_use_their_real_range() -> None:
+    picture = digit_picture(heldout_digits()[0][0])
+    reference = preprocess(decode(encode(picture, "PNG")), GRAY_8X8)
+    full_range = Image.fromarray(np.asarray(picture).astype(np.uint16) * 257)  # 0..65535
+    tensor = preprocess(decode(encode(full_range, "PNG")), GRAY_8X8)
+    # Pillow's own conversion would clip every value above 255 to white.
+    assert np.abs(tensor - reference).max() < 0.02
+
+
+def test_transparent_background_is_paper() -> None:
+    rgba = Image.new("RGBA", (16, 16), (0, 0, 0, 0))  # fully transparent black
+    tensor = preprocess(decode(encode(rgba, "PNG")), GRAY_8X8)
+    assert np.allclose(tensor, 1.0)
+
+
+def test_gif_uses_its_first_frame() -> None:
+    frames = [Image.new("L", (16, 16), 0), Image.new("L", (16, 16), 255)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    tensor = preprocess(decode(buffer.getvalue()), GRAY_8X8)
+    assert np.allclose(tensor, 0.0)
+
+
+def test_rgb_layouts_and_normalisation() -> None:
+    image = Image.new("RGB", (10, 10), (255, 0, 0))
+    spec = Preprocessing(
+        width=4,
+        height=4,
+        channels=3,
+        layout="NHWC",
+        color_order="BGR",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    )
+    tensor = preprocess(decode(encode(image, "PNG")), spec)
+    assert tensor.shape == (4, 4, 3)
+    assert np.allclose(tensor[0, 0], [-1.0, -1.0, 1.0])
+
+
+def test_light_on_dark_polarity_inverts_dark_ink() -> None:
+    spec = Preprocessing(width=8, height=8, channels=1, polarity="light-on-dark")
+    pixels = heldout_digits()[0][0]
+    light = preprocess(decode(encode(digit_picture(pixels), "PNG")), spec)
+    dark = preprocess(decode(encode(digit_picture(pixels, dark_on_light=True), "PNG")), spec)
+    assert np.corrcoef(light.ravel(), dark.ravel())[0, 1] > 0.95
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"this is not an image at all", "not a JPEG, PNG"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "not a JPEG, PNG"),
+        (digit_bytes(1, "JPEG")[:300], "truncated or corrupt"),
+        (digit_bytes(1, "JPEG")[:-200], "truncated or corrupt"),
+        (digit_bytes(1, "PNG")[:120], "truncated or corrupt"),
+        (encode(Image.new("L", (7, 7)), "PNG"), "smallest accepted is 8x8"),
+        (encode(Image.new("L", (100, 7)), "PNG"), "smallest accepted is 8x8"),
+        (png_header_claiming(50_000, 50_000), "2,500,000,000 pixels"),
+    ],
+    ids=[
+        "empty",
+        "text",
+        "eps",
+        "truncated-jpeg-header",
+        "truncated-jpeg",
+        "truncated-png",
+        "7x7",
+        "100x7",
+        "bomb",
+    ],
+)
+def test_bad_bytes_raise_invalid_input_saying_why(data: bytes, reason: str) -> None:
+    with pytest.raises(InvalidInput, match=reason) as caught:
+        decode(data)
+    assert "Traceback" not in caught.value.message
+    assert "/" not in caught.value.message.replace("8x8", "")
+
+
+def test_pixel_budget_is_checked_from_the_header_before_decoding() -> None:
+    # 9,000 x 9,000 would need 81 MB as grayscale; the header alone is enough to refuse it.
+    with pytest.raises(InvalidInput, match="9000x9000 pixels; the limit is 1,000"):
+        decode(png_header_claiming(9_000, 9_000), DecodeLimits(max_pixels=1_000))
+
+
+def test_pixel_budget_is_configurable() -> None:
+    data = encode(Image.new("L", (40, 40)), "PNG")
+    assert decode(data, DecodeLimits(max_pixels=1_600)).size == (40, 40)
+    with pytest.raises(InvalidInput, match="the limit is 1,599"):
+        decode(data, DecodeLimits(max_pixels=1_599))
