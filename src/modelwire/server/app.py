@@ -48,7 +48,7 @@ class RunningServer:
     async def stop(self, grace: float | None) -> None:
         """Health NOT_SERVING, refuse new calls, let calls in flight finish within
         `grace` seconds (None: cancel them now). Safe to call more than once."""
-        await self.health.enter_graceful_shutdown()
+        self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         self.engine.close()
 
@@ -84,7 +84,7 @@ async def build_server(settings: Settings, engine: InferenceEngine | None = None
     port, addresses = _bind(server, settings.hosts, settings.port)
     await server.start()
     for name in ["", *services]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "modelwire serving model(s) %s on %s",
         ", ".join(engine.model_names),

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ServeProcess
+from tests.conftest import ServeProcess, start_serve, stop_serve
 from tests.images import digit_bytes
 from tests.integration.client.test_client import _closed_port
 
@@ -71,6 +71,17 @@ def test_classify_missing_file(serve_process: ServeProcess, tmp_path: Path) -> N
     result = modelwire("classify", str(tmp_path / "nope.png"), "--target", serve_process.target)
     assert result.returncode == 1
     assert "cannot read" in result.stderr
+
+
+def test_serve_listens_on_loopback_only_by_default() -> None:
+    serve = start_serve("--port", "0")
+    try:
+        (line,) = [line for line in serve.log if "serving model(s)" in line]
+    finally:
+        assert stop_serve(serve) == 0
+    addresses = line.split(" on ", 1)[1].strip().split(", ")
+    assert addresses[0] == f"127.0.0.1:{serve.port}"
+    assert addresses[1:] in ([], [f"[::1]:{serve.port}"])  # ::1 where the machine has IPv6
 
 
 def test_serve_refuses_bad_settings() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 
 import grpc
@@ -58,8 +59,10 @@ async def test_call_in_flight_finishes_and_new_calls_are_refused() -> None:
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_sigterm_drains_and_exits_zero() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_drains_and_exits_zero(sig: signal.Signals) -> None:
     serve = start_serve("--host", "127.0.0.1", "--port", "0", "--grace-period", "5")
+    serve.process.send_signal(sig)
     code = stop_serve(serve)
     assert code == 0
     assert any("shutting down" in line for line in serve.log)
