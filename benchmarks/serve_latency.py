@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelwire.api.compat import image_classifier_pb2 as pb
 from modelwire.api.compat import image_classifier_pb2_grpc as pb_grpc
 from modelwire.core.images import decode, preprocess
-from modelwire.core.repository import DEFAULT_MODEL_DIR, load_model_source
+from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
 from modelwire.core.runtime import OnnxClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +85,7 @@ def grpc_latencies(port: int, calls: int) -> np.ndarray:
 
 
 def in_process_latencies(calls: int) -> np.ndarray:
-    classifier = OnnxClassifier(load_model_source(DEFAULT_MODEL_DIR))
+    classifier = OnnxClassifier(read_model_folder(DEFAULT_MODEL_DIR).source(1))
     times = np.empty(calls)
     for i in range(calls):
         start = time.perf_counter()

@@ -23,6 +23,8 @@ def test_wheel_ships_protos_default_model_and_types(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("modelwire-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "modelwire/protos/modelwire/api/compat/image_classifier.proto" in names
+    assert "modelwire/protos/modelwire/api/v1/inference.proto" in names
+    assert "modelwire/protos/modelwire/api/v1/models.proto" in names
     assert "modelwire/api/compat/image_classifier_pb2.pyi" in names
     assert "modelwire/default_models/digits/1/model.onnx" in names
     assert "modelwire/default_models/digits/model.toml" in names
@@ -33,6 +35,7 @@ def test_wheel_ships_protos_default_model_and_types(tmp_path: Path) -> None:
 def test_exported_names() -> None:
     assert modelwire.client.__all__ == [
         "AsyncClient",
+        "ClassScore",
         "ClassificationResult",
         "Client",
         "ImageInput",

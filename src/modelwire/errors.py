@@ -32,6 +32,11 @@ class ModelwireError(Exception):
 class InvalidInput(ModelwireError):
     """The request itself is wrong (bad image, bad name, bad parameter): do not retry it."""
 
+    def __init__(self, message: str, *, field: str | None = None, status: str | None = None):
+        super().__init__(message, status=status)
+        #: The request field at fault ("image", "top_k", "model", ...), when one is.
+        self.field = field
+
 
 class NotFound(ModelwireError):
     """The named model, version or resource does not exist."""
@@ -43,6 +48,13 @@ class NotReady(ModelwireError):
 
 class Overloaded(ModelwireError):
     """Too much work is queued; retry later with backoff."""
+
+    def __init__(
+        self, message: str, *, retry_after_s: float = 0.05, status: str | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        #: A reasonable first delay before retrying.
+        self.retry_after_s = retry_after_s
 
 
 class Unauthenticated(ModelwireError):

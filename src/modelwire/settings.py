@@ -55,10 +55,31 @@ class Settings(BaseSettings):
         description="Largest image (width x height) accepted, checked before decoding.",
     )
     reflection: bool = Field(True, description="Serve gRPC server reflection.")
-    model_dirs: list[Path] = Field(
+    stream_window: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Messages of one ClassifyStream processed at once; past it the server "
+        "reads no more until the client has taken answers.",
+    )
+    model_repositories: list[Path] = Field(
         default_factory=list,
-        description="Model folders to serve (model.toml, labels.txt, <version>/model.onnx). "
-        "Empty: the built-in digits model.",
+        description="Folders of models (<model>/model.toml, <model>/labels.txt, "
+        "<model>/<version>/model.onnx). A model name found in several: the first wins.",
+    )
+    default_models: bool = Field(
+        True, description="Also serve the built-in models (digits), after the repositories."
+    )
+    default_model: str | None = Field(
+        None,
+        description="The model used when a request names none (default: digits if served, "
+        "else the first by name).",
+    )
+    poll_repository_s: float = Field(
+        0.0,
+        ge=0,
+        description="Every this many seconds, load new models, reload changed ones and "
+        "unload removed ones (0: never; use the Models API instead).",
     )
 
     @classmethod

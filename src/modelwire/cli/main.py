@@ -43,9 +43,26 @@ def serve(
     max_image_pixels: Annotated[
         int | None, typer.Option(help="Largest image, width x height (default 40,000,000).")
     ] = None,
-    model: Annotated[
+    model_repository: Annotated[
         list[Path] | None,
-        typer.Option(help="Model folder to serve (repeatable). Default: the built-in digits."),
+        typer.Option(help="Folder of models to serve (repeatable); the first naming a model wins."),
+    ] = None,
+    default_models: Annotated[
+        bool | None,
+        typer.Option(
+            "--default-models/--no-default-model",
+            help="Also serve the built-in digits model (default: yes).",
+        ),
+    ] = None,
+    default_model: Annotated[
+        str | None, typer.Option(help="Model used when a request names none.")
+    ] = None,
+    poll_repository: Annotated[
+        float | None,
+        typer.Option(help="Seconds between repository scans for new/changed models (0: off)."),
+    ] = None,
+    stream_window: Annotated[
+        int | None, typer.Option(help="Messages of one stream processed at once (default 64).")
     ] = None,
     reflection: Annotated[
         bool | None, typer.Option("--reflection/--no-reflection", help="Serve reflection.")
@@ -68,7 +85,11 @@ def serve(
             grace_period_s=grace_period,
             max_message_bytes=max_message_bytes,
             max_image_pixels=max_image_pixels,
-            model_dirs=model,
+            model_repositories=model_repository,
+            default_models=default_models,
+            default_model=default_model,
+            poll_repository_s=poll_repository,
+            stream_window=stream_window,
             reflection=reflection,
         )
     except (ValidationError, FileNotFoundError) as exc:
@@ -84,8 +105,13 @@ def classify(
     files: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
     target: Annotated[str, typer.Option(help="Server address HOST:PORT.")] = "localhost:50051",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 30.0,
+    model: Annotated[str | None, typer.Option(help="Model name (default: the server's).")] = None,
+    version: Annotated[
+        int | None, typer.Option(help="Model version (default: the model's).")
+    ] = None,
+    top_k: Annotated[int, typer.Option(help="Classes to print per image.")] = 1,
 ) -> None:
-    """Print the label and score of each image, one line each."""
+    """Print the label and score of each image, one line each (top-k: label:score pairs)."""
     from modelwire.client import Client
     from modelwire.errors import Unavailable
 
@@ -93,7 +119,9 @@ def classify(
     with Client(target, timeout=timeout) as client:
         for path in files:
             try:
-                result = client.classify(path.read_bytes())
+                result = client.classify(
+                    path.read_bytes(), model=model, version=version, top_k=top_k
+                )
             except OSError as exc:
                 typer.echo(f"error: {path}: cannot read: {exc.strerror}", err=True)
                 failed = True
@@ -104,9 +132,88 @@ def classify(
                 typer.echo(f"error: {path}: {exc.message}", err=True)
                 failed = True
                 continue
-            typer.echo(f"{path}\t{result.label}\t{result.score:.4f}")
+            ranked = "\t".join(f"{c.label}\t{c.score:.4f}" for c in result.classes)
+            typer.echo(f"{path}\t{ranked}")
     if failed:
         raise typer.Exit(code=1)
+
+
+models_app = typer.Typer(
+    help="List, describe, load, unload and reload models.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+TargetOption = Annotated[str, typer.Option(help="Server address HOST:PORT.")]
+
+
+def _models_call(target: str, action: str, name: str | None = None) -> None:
+    from google.protobuf import json_format
+
+    from modelwire.client import Client
+
+    with Client(target) as client:
+        try:
+            if action == "list":
+                for model in client.list_models():
+                    versions = ", ".join(
+                        f"v{v.version} {models_state(v.state)}" for v in model.versions
+                    )
+                    default = " (default)" if model.is_default else ""
+                    reason = f" - {model.reason}" if model.reason else ""
+                    typer.echo(
+                        f"{model.name}{default}\t{models_state(model.state)}\t{versions}{reason}"
+                    )
+                return
+            assert name is not None
+            method = {
+                "get": client.get_model,
+                "load": client.load_model,
+                "unload": client.unload_model,
+                "reload": client.reload_model,
+            }[action]
+            message = method(name)
+        except ModelwireError as exc:
+            raise _fail(exc.message) from None
+    typer.echo(json_format.MessageToJson(message))
+
+
+def models_state(value: int) -> str:
+    from modelwire.api.v1 import models_pb2
+
+    for enum in (models_pb2.ModelState, models_pb2.VersionState):
+        for name, number in enum.items():
+            if number == value and name.startswith(("MODEL_STATE_", "VERSION_STATE_")):
+                return name.split("_STATE_", 1)[1]
+    return str(value)
+
+
+@models_app.command("list")
+def models_list(target: TargetOption = "localhost:50051") -> None:
+    """One line per model: name, state, versions."""
+    _models_call(target, "list")
+
+
+@models_app.command("get")
+def models_get(name: str, target: TargetOption = "localhost:50051") -> None:
+    """Describe a model (JSON)."""
+    _models_call(target, "get", name)
+
+
+@models_app.command("load")
+def models_load(name: str, target: TargetOption = "localhost:50051") -> None:
+    """Load a model from the server's repository."""
+    _models_call(target, "load", name)
+
+
+@models_app.command("unload")
+def models_unload(name: str, target: TargetOption = "localhost:50051") -> None:
+    """Unload a model once its requests in flight finish."""
+    _models_call(target, "unload", name)
+
+
+@models_app.command("reload")
+def models_reload(name: str, target: TargetOption = "localhost:50051") -> None:
+    """Re-read a model from disk without failing requests in flight."""
+    _models_call(target, "reload", name)
 
 
 @app.command()

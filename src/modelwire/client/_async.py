@@ -4,13 +4,13 @@ from types import TracebackType
 
 import grpc
 
-from modelwire.api.compat import image_classifier_pb2 as compat_pb
-from modelwire.api.compat import image_classifier_pb2_grpc as compat_grpc
+from modelwire.api.v1 import inference_pb2_grpc
 from modelwire.client._common import (
     CHANNEL_OPTIONS,
     ClassificationResult,
     ImageInput,
-    read_image,
+    classify_request,
+    result,
     translate,
 )
 
@@ -22,18 +22,25 @@ class AsyncClient:
         self.target = target
         self.timeout = timeout
         self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-        self._compat = compat_grpc.ImageClassifierStub(self._channel)
+        self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
 
     async def classify(
-        self, image: ImageInput, *, timeout: float | None = None
+        self,
+        image: ImageInput,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        top_k: int = 1,
+        timeout: float | None = None,
     ) -> ClassificationResult:
-        """Classify an image file (path) or encoded image bytes with the default model."""
-        request = compat_pb.Image(data=read_image(image))
+        """Classify an image file (path) or encoded image bytes; model None is the
+        server's default model, version None the model's default version."""
+        request = classify_request(image, model, version, top_k)
         try:
-            reply = await self._compat.ClassifyImage(request, timeout=timeout or self.timeout)
+            reply = await self._inference.Classify(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise translate(error, self.target) from None
-        return ClassificationResult(reply.label, reply.score)
+        return result(reply)
 
     async def close(self) -> None:
         await self._channel.close(None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 
+from modelwire.api.v1 import inference_pb2
 from modelwire.errors import (
     InvalidInput,
     ModelwireError,
@@ -36,14 +37,31 @@ _ERRORS: dict[grpc.StatusCode, type[ModelwireError]] = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
 }
+_CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    label: str
+    index: int
+    score: float
 
 
 @dataclass(frozen=True)
 class ClassificationResult:
-    """The top class for one image and its probability in (0, 1]."""
+    """The ranked classes for one image; `label` and `score` are the top class's."""
 
-    label: str
-    score: float
+    model: str
+    version: int
+    classes: tuple[ClassScore, ...]
+
+    @property
+    def label(self) -> str:
+        return self.classes[0].label
+
+    @property
+    def score(self) -> float:
+        return self.classes[0].score
 
 
 def read_image(image: ImageInput) -> bytes:
@@ -51,6 +69,28 @@ def read_image(image: ImageInput) -> bytes:
     if isinstance(image, bytes | bytearray | memoryview):
         return bytes(image)
     return Path(image).read_bytes()
+
+
+def classify_request(
+    image: ImageInput, model: str | None, version: int | None, top_k: int
+) -> inference_pb2.ClassifyRequest:
+    return inference_pb2.ClassifyRequest(
+        model=model or "", version=version or 0, image=read_image(image), top_k=top_k
+    )
+
+
+def result(reply: inference_pb2.ClassifyResponse) -> ClassificationResult:
+    classes = tuple(ClassScore(c.label, c.index, c.score) for c in reply.classes)
+    return ClassificationResult(reply.model, reply.version, classes)
+
+
+def stream_outcome(
+    reply: inference_pb2.ClassifyStreamResponse,
+) -> ClassificationResult | ModelwireError:
+    if reply.HasField("error"):
+        code = _CODES_BY_NUMBER.get(reply.error.code, grpc.StatusCode.UNKNOWN)
+        return _ERRORS.get(code, ModelwireError)(reply.error.message, status=code.name)
+    return result(reply.response)
 
 
 def translate(error: grpc.RpcError, target: str) -> ModelwireError:

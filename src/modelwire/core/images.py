@@ -8,6 +8,7 @@ InvalidInput with a short reason.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import warnings
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from modelwire.errors import InvalidInput
 
@@ -31,7 +32,7 @@ __all__ = [
 
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
 MIN_SIDE = 8
-_WORK_SIDE = 256
+_WORK_FACTOR = 16
 _FORMAT_NAMES = "JPEG, PNG, BMP, GIF or WebP"
 
 
@@ -55,6 +56,10 @@ class Preprocessing:
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     color_order: Literal["RGB", "BGR"] = "RGB"
     resample: Literal["nearest", "box", "bilinear", "bicubic", "lanczos"] = "bilinear"
+    # "shorter-side": scale the shorter side to resize_shorter_to (default: the larger of
+    # width and height), then crop width x height from the centre (torchvision's recipe).
+    resize: Literal["stretch", "shorter-side"] = "stretch"
+    resize_shorter_to: int | None = None
     # "light-on-dark": invert grayscale images whose border is brighter than their
     # centre, so dark ink on light paper looks like the light-on-dark training data.
     polarity: Literal["as-is", "light-on-dark"] = "as-is"
@@ -77,48 +82,44 @@ _RESAMPLE = {
 def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
     """Decode the first frame of an encoded image, or raise InvalidInput saying why."""
     if not data:
-        raise InvalidInput("image data is empty: send the bytes of a " + _FORMAT_NAMES + " file")
+        raise _invalid("image data is empty: send the bytes of a " + _FORMAT_NAMES + " file")
     try:
         with warnings.catch_warnings():
             # The pixel budget below is the authority; Pillow's own bomb warning is noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise InvalidInput(f"data is not a {_FORMAT_NAMES} image") from None
+        raise _invalid(f"data is not a {_FORMAT_NAMES} image") from None
     except Image.DecompressionBombError as exc:
         # Pillow refuses sizes far past its own limit while reading the header.
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         count = f"{int(declared.group(1)):,}" if declared else "too many"
-        raise InvalidInput(_too_many_pixels(f"{count} pixels", limits)) from None
+        raise _invalid(_too_many_pixels(f"{count} pixels", limits)) from None
     except Exception as exc:  # any parser failure means bad input
-        raise InvalidInput(f"image is truncated or corrupt ({_reason(exc)})") from None
+        raise _invalid(f"image is truncated or corrupt ({_reason(exc)})") from None
     width, height = image.size
     if width * height > limits.max_pixels:
-        raise InvalidInput(_too_many_pixels(f"{width}x{height} pixels", limits))
+        raise _invalid(_too_many_pixels(f"{width}x{height} pixels", limits))
     if width < MIN_SIDE or height < MIN_SIDE:
-        raise InvalidInput(
+        raise _invalid(
             f"image is {width}x{height} pixels; the smallest accepted is {MIN_SIDE}x{MIN_SIDE}"
         )
     try:
         image.seek(0)
         image.load()
     except Exception as exc:  # truncated or corrupt pixel data
-        raise InvalidInput(
-            f"{image.format} image is truncated or corrupt ({_reason(exc)})"
-        ) from None
+        raise _invalid(f"{image.format} image is truncated or corrupt ({_reason(exc)})") from None
     return image
 
 
 def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     """Turn a decoded image into one model input of shape CHW or HWC, float32."""
     image = _to_mode(image, "L" if spec.channels == 1 else "RGB")
-    if spec.polarity == "light-on-dark" and _border_is_brighter(image):
-        image = ImageOps.invert(image)
-    if spec.autocontrast and image.mode == "L":
-        image = _flatten_background(image)
-    if spec.crop_to_content:
-        image = _crop_to_content(image)
-    image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resample])
+    if image.mode == "L" and (
+        spec.polarity != "as-is" or spec.autocontrast or spec.crop_to_content
+    ):
+        image = _clean_paper(image, spec)
+    image = _resize(image, spec)
     pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -130,6 +131,44 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     if spec.layout == "NCHW":
         pixels = pixels.transpose(2, 0, 1)
     return np.ascontiguousarray(pixels, dtype=np.float32)
+
+
+def _clean_paper(image: Image.Image, spec: Preprocessing) -> Image.Image:
+    """The grayscale steps that make a picture of ink on paper look like the training
+    data: light ink on black, background flat, the ink cropped to a centred square.
+
+    They look at the whole picture, so they run on a copy a few pixels per output pixel
+    wide (far cheaper than a photo's full resolution), in numpy, in one pass.
+    """
+    image = _shrink(image, _WORK_FACTOR * max(spec.width, spec.height))
+    pixels = np.asarray(image, dtype=np.float32)
+    if spec.polarity == "light-on-dark" and _border(pixels).mean() > pixels.mean():
+        pixels = 255.0 - pixels
+    if spec.autocontrast:
+        pixels = _flatten_background(pixels)
+    if spec.crop_to_content:
+        pixels = _crop_to_content(pixels)
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "L")
+
+
+def _invalid(message: str) -> InvalidInput:
+    return InvalidInput(message, field="image")
+
+
+def _resize(image: Image.Image, spec: Preprocessing) -> Image.Image:
+    resample = _RESAMPLE[spec.resample]
+    if spec.resize == "stretch":
+        return image.resize((spec.width, spec.height), resample)
+    shorter = spec.resize_shorter_to or max(spec.width, spec.height)
+    scale = shorter / min(image.size)
+    size = (
+        max(spec.width, round(image.width * scale)),
+        max(spec.height, round(image.height * scale)),
+    )
+    scaled = image.resize(size, resample)
+    left = (scaled.width - spec.width) // 2
+    top = (scaled.height - spec.height) // 2
+    return scaled.crop((left, top, left + spec.width, top + spec.height))
 
 
 def _to_mode(image: Image.Image, mode: str) -> Image.Image:
@@ -146,45 +185,59 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image if image.mode == mode else image.convert(mode)
 
 
-def _border_is_brighter(image: Image.Image) -> bool:
-    pixels = np.asarray(image, dtype=np.float32)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return float(border.mean()) > float(pixels.mean())
+def _border(pixels: np.ndarray) -> np.ndarray:
+    return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
 
 
-def _flatten_background(image: Image.Image) -> Image.Image:
-    """Subtract the background and stretch the ink to full range, so grey paper and a
-    lighting gradient in a photo become the clean black background of the training data.
+def _shrink(image: Image.Image, side: int) -> Image.Image:
+    if max(image.size) <= side:
+        return image
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BOX)
+
+
+def _flatten_background(pixels: np.ndarray) -> np.ndarray:
+    """Subtract the background and stretch the ink to 0..255, so grey paper and a lighting
+    gradient in a photo become the clean black background of the training data.
 
     The background is the plane a + b·x + c·y fitted to the border pixels (the paper
     around the digit): cheap, and right for the even or linearly falling light of a photo.
     """
-    if max(image.size) > _WORK_SIDE:
-        image = image.copy()
-        image.thumbnail((_WORK_SIDE, _WORK_SIDE), Image.Resampling.BOX)
-    pixels = np.asarray(image, dtype=np.float32)
-    height, width = pixels.shape
-    ys, xs = np.mgrid[0:height, 0:width]
-    edge = np.zeros_like(pixels, dtype=bool)
-    edge[[0, -1], :] = edge[:, [0, -1]] = True
-    design = np.stack([np.ones(edge.sum()), xs[edge], ys[edge]], axis=1)
-    coef, *_ = np.linalg.lstsq(design, pixels[edge], rcond=None)
-    background = coef[0] + coef[1] * xs + coef[2] * ys
-    ink = pixels - background
-    top = max(float(np.percentile(ink, 99.5)), 1.0)
-    return Image.fromarray(np.clip(ink / top * 255.0, 0, 255).astype(np.uint8), "L")
+    xs, ys, fit = _plane_fit(*pixels.shape)
+    coef = fit @ _border(pixels)
+    ink = pixels - (coef[0] + coef[1] * xs[None, :] + coef[2] * ys[:, None])
+    # The brightest ink, ignoring the top 0.5 % (noise): partition is far cheaper than sort.
+    flat = ink.ravel()
+    rank = min(flat.size - 1, int(flat.size * 0.995))
+    top = max(float(np.partition(flat, rank)[rank]), 1.0)
+    return np.asarray(np.clip(ink * (255.0 / top), 0, 255), dtype=np.float32)
 
 
-def _crop_to_content(image: Image.Image) -> Image.Image:
+@functools.lru_cache(maxsize=64)
+def _plane_fit(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coordinates, and the least-squares solver (pseudo-inverse) of a plane through
+    the border pixels of a height x width image, in _border's order."""
+    xs = np.arange(width, dtype=np.float32)
+    ys = np.arange(height, dtype=np.float32)
+    border_x = np.concatenate([xs, xs, np.zeros(height), np.full(height, width - 1)])
+    border_y = np.concatenate([np.zeros(width), np.full(width, height - 1), ys, ys])
+    design = np.stack([np.ones_like(border_x), border_x, border_y], axis=1)
+    return xs, ys, np.linalg.pinv(design).astype(np.float32)
+
+
+def _crop_to_content(pixels: np.ndarray) -> np.ndarray:
     """Crop to the bounding box of the ink and pad it to a centred square."""
-    mask = image.point(lambda value: 255 if value > 64 else 0)
-    box = mask.getbbox()
-    if box is None:
-        return image
-    content = image.crop(box)
-    side = max(content.size)
-    square = Image.new(image.mode, (side, side), 0)
-    square.paste(content, ((side - content.width) // 2, (side - content.height) // 2))
+    rows = np.flatnonzero((pixels > 64).any(axis=1))
+    cols = np.flatnonzero((pixels > 64).any(axis=0))
+    if rows.size == 0:
+        return pixels
+    content = pixels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    height, width = content.shape
+    side = max(height, width)
+    square = np.zeros((side, side), dtype=np.float32)
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top : top + height, left : left + width] = content
     return square
 
 

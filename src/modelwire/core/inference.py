@@ -1,8 +1,8 @@
-"""The data plane: image bytes → the named model → ranked classes.
+"""The data plane: image bytes → the named model version's batcher → ranked classes.
 
 Transport-neutral: the gRPC servicers (and later the REST gateway) call `classify` and
-turn its result or its ModelwireError into their own messages. Decoding and inference are
-CPU work and run in the engine's thread pool, never on the event loop.
+turn its result or its ModelwireError into their own messages. Decoding and inference
+run in the engine's thread pool, a batch at a time, never on the event loop.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits, decode, preprocess
-from modelwire.core.repository import load_model_source, validate_name
-from modelwire.core.runtime import OnnxClassifier
-from modelwire.errors import InvalidInput, NotFound, NotReady
+from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits
+from modelwire.core.models import ModelManager
+from modelwire.errors import InvalidInput, NotReady
 
 __all__ = ["ClassScore", "Classification", "InferenceEngine"]
+
+MAX_TOP_K = 1000
 
 
 @dataclass(frozen=True)
@@ -42,77 +43,74 @@ class Classification:
 
 
 class InferenceEngine:
-    """Owns the loaded models and the thread pool their CPU work runs in."""
+    """Owns the models and the thread pool their CPU work runs in."""
 
     def __init__(
         self,
-        models: Sequence[OnnxClassifier],
+        repositories: Sequence[Path],
         *,
         threads: int,
         limits: DecodeLimits = DEFAULT_LIMITS,
+        default_model: str | None = None,
     ) -> None:
-        if not models:
-            raise ValueError("an engine needs at least one model")
-        self._models = {m.source.config.name: m for m in models}
-        self.default_model = models[0].source.config.name
-        self._limits = limits
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="modelwire-infer")
+        self.models = ModelManager(
+            repositories, executor=self._executor, limits=limits, default_model=default_model
+        )
         self._closed = False
         self._in_flight = 0
 
     @classmethod
-    def from_folders(
-        cls, folders: Sequence[Path], *, threads: int, limits: DecodeLimits = DEFAULT_LIMITS
+    async def start(
+        cls,
+        repositories: Sequence[Path],
+        *,
+        threads: int,
+        limits: DecodeLimits = DEFAULT_LIMITS,
+        default_model: str | None = None,
     ) -> InferenceEngine:
-        models = [OnnxClassifier(load_model_source(folder)) for folder in folders]
-        return cls(models, threads=threads, limits=limits)
+        """Create the engine and load every model in the repositories."""
+        engine = cls(repositories, threads=threads, limits=limits, default_model=default_model)
+        await engine.models.load_all()
+        return engine
 
     @property
     def in_flight(self) -> int:
         """How many classify calls are running right now."""
         return self._in_flight
 
-    @property
-    def model_names(self) -> list[str]:
-        return sorted(self._models)
-
-    async def classify(self, data: bytes, model: str = "", top_k: int = 1) -> Classification:
-        """Classify one encoded image; raises InvalidInput, NotFound or NotReady."""
+    async def classify(
+        self, data: bytes, model: str = "", version: int | None = None, top_k: int = 1
+    ) -> Classification:
+        """Classify one encoded image. Raises InvalidInput, NotFound, NotReady or
+        Overloaded (queue full)."""
         if self._closed:
             raise NotReady("the server is shutting down: retry on another replica")
-        classifier = self._model(model)
-        if top_k < 1:
-            raise InvalidInput(f"top_k must be at least 1, got {top_k}")
-        loop = asyncio.get_running_loop()
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidInput(
+                f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}", field="top_k"
+            )
+        served = self.models.resolve(model, version)
+        batcher, classifier = served.batcher, served.classifier
+        assert batcher is not None  # a READY version has both
+        assert classifier is not None
         self._in_flight += 1
         try:
-            return await loop.run_in_executor(
-                self._executor, self._classify, classifier, data, top_k
-            )
+            with served.use():
+                probabilities = await batcher.submit(data)
         finally:
             self._in_flight -= 1
+        labels = classifier.source.labels
+        count = min(top_k, len(labels))
+        if count == 1:
+            ranked = [int(np.argmax(probabilities))]
+        else:
+            ranked = [int(i) for i in np.argsort(-probabilities, kind="stable")[:count]]
+        classes = tuple(ClassScore(labels[i], i, float(probabilities[i])) for i in ranked)
+        return Classification(served.model, served.version, classes)
 
-    def _model(self, name: str) -> OnnxClassifier:
-        name = name or self.default_model
-        validate_name("model", name)
-        try:
-            return self._models[name]
-        except KeyError:
-            raise NotFound(
-                f"model {name!r} is not served here; served models: {', '.join(self.model_names)}"
-            ) from None
-
-    def _classify(self, classifier: OnnxClassifier, data: bytes, top_k: int) -> Classification:
-        source = classifier.source
-        tensor = preprocess(decode(data, self._limits), classifier.preprocessing)
-        probabilities = classifier.run(tensor[np.newaxis])[0]
-        ranked = np.argsort(-probabilities, kind="stable")[:top_k]
-        classes = tuple(
-            ClassScore(source.labels[i], int(i), float(probabilities[i])) for i in ranked
-        )
-        return Classification(source.config.name, source.version, classes)
-
-    def close(self) -> None:
-        """Refuse new work and let the threads finish what they have. Idempotent."""
+    async def close(self) -> None:
+        """Refuse new work, let queued and running batches finish, stop the threads."""
         self._closed = True
-        self._executor.shutdown(wait=False, cancel_futures=False)
+        await self.models.close()
+        await asyncio.to_thread(self._executor.shutdown, wait=True)

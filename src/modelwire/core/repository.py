@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,15 +20,22 @@ from modelwire.errors import InvalidInput
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
+    "DEFAULT_REPOSITORY",
+    "BatchingConfig",
     "InputConfig",
     "ModelConfig",
+    "ModelFolder",
     "ModelSource",
     "OutputConfig",
-    "load_model_source",
+    "VersionPolicy",
+    "find_models",
+    "fingerprint",
+    "read_model_folder",
     "validate_name",
 ]
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_models" / "digits"
+DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "default_models"
+DEFAULT_MODEL_DIR = DEFAULT_REPOSITORY / "digits"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -36,7 +44,8 @@ def validate_name(kind: str, name: str) -> str:
     if not _NAME.fullmatch(name) or ".." in name:
         raise InvalidInput(
             f"{kind} name {name[:64]!r} is not allowed: use 1-128 letters, digits, '_', '-' "
-            "or '.', starting with a letter or digit, without '..'"
+            "or '.', starting with a letter or digit, without '..'",
+            field=kind,
         )
     return name
 
@@ -55,6 +64,12 @@ class InputConfig(_Strict):
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     color_order: Literal["RGB", "BGR"] = "RGB"
     resample: Literal["nearest", "box", "bilinear", "bicubic", "lanczos"] = "bilinear"
+    resize: Literal["stretch", "shorter-side"] = Field(
+        "stretch",
+        description="stretch: straight to width x height; shorter-side: scale the shorter "
+        "side to resize_shorter_to, then crop width x height from the centre",
+    )
+    resize_shorter_to: int | None = Field(None, ge=1, le=16384)
     polarity: Literal["as-is", "light-on-dark"] = "as-is"
     autocontrast: bool = False
     crop_to_content: bool = False
@@ -70,6 +85,12 @@ class InputConfig(_Strict):
                 raise ValueError(f"{field} needs 1 or {self.channels} values, got {len(values)}")
         if any(value == 0 for value in self.std):
             raise ValueError("std values must not be 0")
+        shorter = self.resize_shorter_to
+        if shorter is not None and shorter < max(self.width, self.height):
+            raise ValueError(
+                f"resize_shorter_to ({shorter}) must be at least max(width, height) "
+                f"({max(self.width, self.height)})"
+            )
         return self
 
     def preprocessing(self) -> Preprocessing:
@@ -83,63 +104,163 @@ class OutputConfig(_Strict):
     kind: Literal["logits", "probabilities"] = "logits"
 
 
+class BatchingConfig(_Strict):
+    """The [batching] table: how requests for one model version are grouped."""
+
+    max_batch_size: int = Field(8, ge=1, le=4096, description="1 turns batching off")
+    max_queue_delay_ms: float = Field(
+        0.0, ge=0, le=10_000, description="How long the first queued request may wait for more"
+    )
+    max_queue_size: int = Field(
+        1024, ge=1, le=1_000_000, description="Requests beyond this get RESOURCE_EXHAUSTED"
+    )
+
+
+class VersionPolicy(_Strict):
+    """The [version_policy] table: which numbered version folders are served. Give one of
+    `latest = N` (the default, N = 1), `specific = [1, 3]` or `all = true`."""
+
+    latest: int | None = Field(None, ge=1)
+    specific: tuple[int, ...] | None = None
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> VersionPolicy:
+        given = [self.latest is not None, self.specific is not None, self.all]
+        if sum(given) > 1:
+            raise ValueError("give only one of latest, specific or all")
+        if self.specific is not None and (not self.specific or min(self.specific) < 1):
+            raise ValueError("specific must list positive version numbers")
+        return self
+
+    def select(self, available: Sequence[int]) -> tuple[int, ...]:
+        ordered = sorted(available)
+        if self.all:
+            return tuple(ordered)
+        if self.specific is not None:
+            return tuple(v for v in ordered if v in self.specific)
+        return tuple(ordered[-(self.latest or 1) :])
+
+
 class ModelConfig(_Strict):
     """The schema of model.toml."""
 
-    name: str
+    name: str | None = Field(None, description="Must equal the folder name when given")
     task: Literal["image-classification"] = "image-classification"
     description: str = ""
     labels_file: str = "labels.txt"
     default_version: int | None = Field(None, ge=1)
     input: InputConfig
     output: OutputConfig = OutputConfig(name=None)
+    batching: BatchingConfig = BatchingConfig()
+    instances: int = Field(1, ge=1, le=64, description="Parallel ONNX Runtime sessions")
+    threads: int = Field(1, ge=1, le=256, description="Intra-op threads per instance")
+    version_policy: VersionPolicy = VersionPolicy()
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model folder read and validated, ready for the runtime to load."""
+    """One version of a model, read and validated, ready for the runtime to load."""
 
+    name: str
     config: ModelConfig
     labels: tuple[str, ...]
     version: int
     onnx_path: Path
 
 
-def load_model_source(folder: Path, version: int | None = None) -> ModelSource:
-    """Read model.toml and labels, and pick the version (the config's default, else the
-    highest numbered folder). Raises InvalidInput naming the file and what is wrong."""
-    toml_path = folder / "model.toml"
+@dataclass(frozen=True)
+class ModelFolder:
+    """A model folder read and validated: its config, labels and served versions."""
+
+    name: str
+    path: Path
+    config: ModelConfig
+    labels: tuple[str, ...]
+    versions: tuple[int, ...]
+
+    def source(self, version: int) -> ModelSource:
+        onnx_path = self.path / str(version) / "model.onnx"
+        return ModelSource(self.name, self.config, self.labels, version, onnx_path)
+
+
+def read_model_folder(folder: Path) -> ModelFolder:
+    """Read model.toml, labels and the version folders the policy selects. Raises
+    InvalidInput naming the file, the field and what is allowed."""
+    name = folder.name
     try:
-        raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        raw = tomllib.loads((folder / "model.toml").read_text(encoding="utf-8"))
         config = ModelConfig.model_validate(raw)
     except FileNotFoundError:
-        raise InvalidInput(f"{folder.name}/model.toml is missing") from None
+        raise InvalidInput(f"{name}/model.toml is missing") from None
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(f"{folder.name}/model.toml is not valid TOML: {exc}") from None
+        raise InvalidInput(f"{name}/model.toml is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{name}/model.toml is not UTF-8 text") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise InvalidInput(f"{folder.name}/model.toml: {problems}") from None
-    try:
-        validate_name("model", config.name)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{folder.name}/model.toml: name: {exc.message}") from None
+        raise InvalidInput(f"{name}/model.toml: {problems}") from None
+    if config.name is not None and config.name != name:
+        raise InvalidInput(
+            f"{name}/model.toml: name: {config.name!r} differs from the folder name {name!r}"
+        )
     labels_path = folder / config.labels_file
     if labels_path.resolve().parent != folder.resolve():
-        raise InvalidInput(
-            f"{folder.name}/model.toml: labels_file must be a file in the model folder"
-        )
+        raise InvalidInput(f"{name}/model.toml: labels_file must be a file in the model folder")
     try:
         lines = labels_path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InvalidInput(f"{folder.name}/{config.labels_file} is missing") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise InvalidInput(f"{name}/{config.labels_file} is missing") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{name}/{config.labels_file} is not UTF-8 text") from None
     labels = tuple(line.strip() for line in lines if line.strip())
-    versions = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
-    chosen = version or config.default_version or (versions[-1] if versions else None)
-    if chosen is None or chosen not in versions:
+    if not labels:
+        raise InvalidInput(f"{name}/{config.labels_file} has no labels")
+    available = [v for v in _version_numbers(folder) if (folder / str(v) / "model.onnx").is_file()]
+    versions = config.version_policy.select(available)
+    if not versions:
         raise InvalidInput(
-            f"{folder.name}: version folder {chosen or '<n>'}/ with model.onnx is missing"
+            f"{name}: no version folder <n>/model.onnx matches the version policy "
+            f"(found: {', '.join(map(str, available)) or 'none'})"
         )
-    return ModelSource(config, labels, chosen, folder / str(chosen) / "model.onnx")
+    if config.default_version is not None and config.default_version not in versions:
+        raise InvalidInput(
+            f"{name}/model.toml: default_version {config.default_version} is not served "
+            f"(served: {', '.join(map(str, versions))})"
+        )
+    return ModelFolder(name, folder, config, labels, versions)
+
+
+def _version_numbers(folder: Path) -> list[int]:
+    return [
+        int(child.name)
+        for child in folder.iterdir()
+        if child.is_dir() and child.name.isdigit() and child.name == str(int(child.name) or "")
+    ]
+
+
+def find_models(repositories: Sequence[Path]) -> dict[str, Path]:
+    """Model name → folder, over all repositories; the first repository naming a model
+    wins. Hidden folders and names that are not safe model names are skipped."""
+    found: dict[str, Path] = {}
+    for repository in repositories:
+        if not repository.is_dir():
+            continue
+        for child in sorted(repository.iterdir()):
+            if not child.is_dir() or child.name.startswith(".") or not _NAME.fullmatch(child.name):
+                continue
+            found.setdefault(child.name, child)
+    return found
+
+
+def fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a model's files change: for polling the repository."""
+    entries = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not any(part.startswith(".") for part in path.parts[-2:]):
+            stat = path.stat()
+            entries.append((str(path.relative_to(folder)), stat.st_mtime_ns, stat.st_size))
+    return tuple(entries)

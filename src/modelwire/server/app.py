@@ -19,19 +19,26 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from modelwire.api.compat import image_classifier_pb2_grpc
+from modelwire.api.v1 import inference_pb2_grpc, models_pb2_grpc
 from modelwire.core.images import DecodeLimits
 from modelwire.core.inference import InferenceEngine
-from modelwire.core.repository import DEFAULT_MODEL_DIR
+from modelwire.core.repository import DEFAULT_REPOSITORY
 from modelwire.server.health import HealthServicer
 from modelwire.server.servicers.compat import SERVICE_NAME as COMPAT_SERVICE
 from modelwire.server.servicers.compat import ImageClassifierServicer
+from modelwire.server.servicers.inference import SERVICE_NAME as INFERENCE_SERVICE
+from modelwire.server.servicers.inference import InferenceServicer
+from modelwire.server.servicers.models import SERVICE_NAME as MODELS_SERVICE
+from modelwire.server.servicers.models import ModelServicer
 from modelwire.settings import Settings
 
-__all__ = ["RunningServer", "build_engine", "build_server", "serve"]
+__all__ = ["RunningServer", "build_server", "serve", "start_engine"]
 
 log = logging.getLogger(__name__)
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @dataclass
@@ -44,24 +51,33 @@ class RunningServer:
     health: HealthServicer
     engine: InferenceEngine
     services: list[str] = field(default_factory=list)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float | None) -> None:
         """Health NOT_SERVING, refuse new calls, let calls in flight finish within
         `grace` seconds (None: cancel them now). Safe to call more than once."""
         self.health.enter_graceful_shutdown()
+        for task in self.background:
+            task.cancel()
         await self.server.stop(grace)
-        self.engine.close()
+        await self.engine.close()
 
 
-def build_engine(settings: Settings) -> InferenceEngine:
-    folders = settings.model_dirs or [DEFAULT_MODEL_DIR]
-    limits = DecodeLimits(max_pixels=settings.max_image_pixels)
-    return InferenceEngine.from_folders(folders, threads=settings.threads, limits=limits)
+async def start_engine(settings: Settings) -> InferenceEngine:
+    repositories = list(settings.model_repositories)
+    if settings.default_models:
+        repositories.append(DEFAULT_REPOSITORY)
+    return await InferenceEngine.start(
+        repositories,
+        threads=settings.threads,
+        limits=DecodeLimits(max_pixels=settings.max_image_pixels),
+        default_model=settings.default_model,
+    )
 
 
-async def build_server(settings: Settings, engine: InferenceEngine | None = None) -> RunningServer:
-    """Load the models (unless `engine` is given), bind, start, and mark SERVING."""
-    engine = engine or build_engine(settings)
+async def build_server(settings: Settings) -> RunningServer:
+    """Load the models, bind, start, and mark SERVING."""
+    engine = await start_engine(settings)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -74,9 +90,13 @@ async def build_server(settings: Settings, engine: InferenceEngine | None = None
     image_classifier_pb2_grpc.add_ImageClassifierServicer_to_server(
         ImageClassifierServicer(engine), server
     )
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+        InferenceServicer(engine, settings.stream_window), server
+    )
+    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(engine.models), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    services = [COMPAT_SERVICE, HEALTH_SERVICE]
+    services = [COMPAT_SERVICE, INFERENCE_SERVICE, MODELS_SERVICE, HEALTH_SERVICE]
     if settings.reflection:
         services.append(reflection.SERVICE_NAME)
         reflection.enable_server_reflection(services, server)
@@ -84,13 +104,23 @@ async def build_server(settings: Settings, engine: InferenceEngine | None = None
     port, addresses = _bind(server, settings.hosts, settings.port)
     await server.start()
     for name in ["", *services]:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_servicer.set(name, SERVING)
+    engine.models.add_listener(
+        lambda model, serving: health_servicer.set(model, SERVING if serving else NOT_SERVING)
+    )
+    for model in engine.models.names():
+        health_servicer.set(model, SERVING if engine.models.is_serving(model) else NOT_SERVING)
+    background = []
+    if settings.poll_repository_s > 0:
+        background.append(
+            asyncio.create_task(engine.models.poll_forever(settings.poll_repository_s))
+        )
     log.info(
         "modelwire serving model(s) %s on %s",
-        ", ".join(engine.model_names),
+        ", ".join(engine.models.names()) or "(none)",
         ", ".join(addresses),
     )
-    return RunningServer(server, port, addresses, health_servicer, engine, services)
+    return RunningServer(server, port, addresses, health_servicer, engine, services, background)
 
 
 def _bind(server: grpc.aio.Server, hosts: list[str], port: int) -> tuple[int, list[str]]:

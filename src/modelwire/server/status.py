@@ -1,8 +1,11 @@
 """modelwire errors → gRPC status codes: the one table, and the wrapper that applies it.
 
 Every servicer method is wrapped with `grpc_errors`, so no exception reaches grpc as
-UNKNOWN: a ModelwireError becomes its code with its message, anything else becomes
-INTERNAL with a log line on the server and no traceback for the client.
+UNKNOWN: a ModelwireError becomes its code with its message and rich details
+(google.rpc.ErrorInfo always; BadRequest naming the field for invalid input; RetryInfo
+for overload), anything else becomes INTERNAL with a log line on the server and no
+traceback for the client. Cancellation (the client left, or its deadline passed) is
+not an error and passes through untouched.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from modelwire.errors import (
     InvalidInput,
@@ -25,7 +32,7 @@ from modelwire.errors import (
     Unavailable,
 )
 
-__all__ = ["STATUS_CODES", "grpc_errors", "status_code"]
+__all__ = ["STATUS_CODES", "Context", "grpc_errors", "rich_status", "status_code"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,8 @@ STATUS_CODES: dict[type[ModelwireError], grpc.StatusCode] = {
     Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
+INTERNAL_MESSAGE = "internal server error; the server log has the details"
+
 
 def status_code(error: ModelwireError) -> grpc.StatusCode:
     """The status code for an error, found by its class or the nearest base class."""
@@ -48,10 +57,46 @@ def status_code(error: ModelwireError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def rich_status(error: ModelwireError) -> grpc.Status:
+    """The status for an error, with google.rpc details in the trailing metadata."""
+    code = status_code(error)
+    details = [
+        _pack(
+            error_details_pb2.ErrorInfo(reason=type(error).__name__.upper(), domain="modelwire.dev")
+        )
+    ]
+    if isinstance(error, InvalidInput) and error.field:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=error.field, description=error.message
+        )
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+    if isinstance(error, Overloaded):
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(timedelta(seconds=error.retry_after_s))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
+    return rpc_status.to_status(status)
+
+
 S = TypeVar("S")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def abort_for(error: Exception, context: Context, where: str) -> None:
+    """Abort the call with the status for `error` (always raises)."""
+    if isinstance(error, ModelwireError):
+        status = rich_status(error)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    log.error("unexpected error in %s", where, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
 def grpc_errors(
@@ -63,13 +108,10 @@ def grpc_errors(
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
         try:
             return await method(self, request, context)
-        except ModelwireError as exc:
-            await context.abort(status_code(exc), exc.message)
-        except Exception:
-            log.exception("unexpected error in %s", method.__qualname__)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, "internal server error; the server log has the details"
-            )
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort_for(error, context, method.__qualname__)
         raise AssertionError("context.abort always raises")  # pragma: no cover
 
     return wrapper

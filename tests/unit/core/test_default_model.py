@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from modelwire.core.images import decode, preprocess
-from modelwire.core.repository import DEFAULT_MODEL_DIR, load_model_source
+from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
 from modelwire.core.runtime import OnnxClassifier
 from tests.images import digit_photo, digit_picture, encode, heldout_digits
 
 
 @pytest.fixture(scope="module")
 def digits() -> OnnxClassifier:
-    return OnnxClassifier(load_model_source(DEFAULT_MODEL_DIR))
+    return OnnxClassifier(read_model_folder(DEFAULT_MODEL_DIR).source(1))
 
 
 def test_labels_are_the_digit_characters(digits: OnnxClassifier) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from modelwire.core.repository import DEFAULT_MODEL_DIR, load_model_source, validate_name
+from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder, validate_name
 from modelwire.core.runtime import OnnxClassifier
 from modelwire.errors import InvalidInput
 
@@ -18,7 +18,7 @@ def model_dir(tmp_path: Path) -> Path:
 
 
 def test_default_model_folder_loads() -> None:
-    source = load_model_source(DEFAULT_MODEL_DIR)
+    source = read_model_folder(DEFAULT_MODEL_DIR).source(1)
     assert source.version == 1
     assert source.onnx_path.name == "model.onnx"
     assert source.config.input.channels == 1
@@ -32,7 +32,7 @@ def test_default_model_folder_loads() -> None:
         (lambda t: t.replace('layout = "NCHW"', 'layout = "CHW"'), "input.layout"),
         (lambda t: t + "\nsurprise = 1\n", "surprise"),
         (lambda t: t.replace("mean = [0.0]", "mean = [0.0, 0.0]"), "mean needs 1 or 1 values"),
-        (lambda t: t.replace('name = "digits"', 'name = "../etc"'), "not allowed"),
+        (lambda t: t.replace('name = "digits"', 'name = "../etc"'), "differs from the folder"),
         (lambda t: t.replace('labels_file = "labels.txt"', 'labels_file = "../x"'), "labels_file"),
     ],
     ids=["toml", "width", "layout", "unknown-field", "mean", "name", "labels-escape"],
@@ -41,7 +41,7 @@ def test_schema_errors_name_the_file_and_field(model_dir: Path, edit, message: s
     toml = model_dir / "model.toml"
     toml.write_text(edit(toml.read_text()))
     with pytest.raises(InvalidInput, match=message) as caught:
-        load_model_source(model_dir)
+        read_model_folder(model_dir).source(1)
     assert caught.value.message.startswith("digits")
     assert str(model_dir.parent) not in caught.value.message
 
@@ -49,30 +49,30 @@ def test_schema_errors_name_the_file_and_field(model_dir: Path, edit, message: s
 def test_missing_pieces_are_named(model_dir: Path) -> None:
     (model_dir / "labels.txt").unlink()
     with pytest.raises(InvalidInput, match=r"labels.txt is missing"):
-        load_model_source(model_dir)
+        read_model_folder(model_dir).source(1)
     shutil.rmtree(model_dir / "1")
     (model_dir / "model.toml").unlink()
     with pytest.raises(InvalidInput, match=r"model.toml is missing"):
-        load_model_source(model_dir)
+        read_model_folder(model_dir).source(1)
 
 
 def test_labels_must_match_the_output_width(model_dir: Path) -> None:
     (model_dir / "labels.txt").write_text("a\nb\nc\n")
     with pytest.raises(InvalidInput, match=r"10 outputs but labels\.txt has 3 labels"):
-        OnnxClassifier(load_model_source(model_dir))
+        OnnxClassifier(read_model_folder(model_dir).source(1))
 
 
 def test_input_shape_must_match_the_config(model_dir: Path) -> None:
     toml = model_dir / "model.toml"
     toml.write_text(toml.read_text().replace("width = 8", "width = 16"))
     with pytest.raises(InvalidInput, match=r"ONNX input is \[1, 8, 8\].*\[1, 8, 16\]"):
-        OnnxClassifier(load_model_source(model_dir))
+        OnnxClassifier(read_model_folder(model_dir).source(1))
 
 
 def test_corrupt_onnx_is_reported(model_dir: Path) -> None:
     (model_dir / "1" / "model.onnx").write_bytes(b"\x08\x07not really onnx")
     with pytest.raises(InvalidInput, match="could not be loaded") as caught:
-        OnnxClassifier(load_model_source(model_dir))
+        OnnxClassifier(read_model_folder(model_dir).source(1))
     assert str(model_dir) not in caught.value.message
 
 

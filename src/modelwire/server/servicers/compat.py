@@ -13,6 +13,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ImageClassifier"].full_name
 
 
 class ImageClassifierServicer(pb_grpc.ImageClassifierServicer):
+    """Routes to the default model's default version through the same engine."""
+
     def __init__(self, engine: InferenceEngine) -> None:
         self._engine = engine
 

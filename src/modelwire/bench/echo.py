@@ -1,0 +1,51 @@
+"""A bare grpc.aio server for InferenceService that answers at once with a fixed result:
+the transport ceiling of Python gRPC on this machine, for benchmarks to compare with.
+
+    python -m modelwire.bench.echo --port 0     # prints "echo listening on 127.0.0.1:PORT"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from modelwire.api.v1 import inference_pb2 as pb
+from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
+
+ANSWER = pb.ClassifyResponse(
+    model="echo", version=1, classes=[pb.ClassScore(label="7", index=7, score=0.99)]
+)
+
+
+class EchoServicer(pb_grpc.InferenceServiceServicer):
+    async def Classify(
+        self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ClassifyResponse:
+        return ANSWER
+
+    async def ClassifyStream(
+        self,
+        request_iterator: AsyncIterator[pb.ClassifyStreamRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.ClassifyStreamResponse]:
+        async for message in request_iterator:
+            yield pb.ClassifyStreamResponse(id=message.id, response=ANSWER)
+
+
+async def main(port: int) -> None:
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+    pb_grpc.add_InferenceServiceServicer_to_server(EchoServicer(), server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print(f"echo listening on 127.0.0.1:{bound}", flush=True)
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    asyncio.run(main(parser.parse_args().port))

@@ -1,0 +1,179 @@
+"""The dynamic batcher: many callers → one batched run → one result each.
+
+Callers `await submit(item)`. One worker task per batcher waits for the first item, then
+for a free slot (at most `concurrency` batches run at once), then gathers until the batch
+is full or `max_queue_delay_s` has passed since the first item was queued, and hands the
+batch to `run_batch` in the executor. Items whose callers have gone (cancelled, or past
+their deadline, which grpc turns into a cancel) are dropped before running. `run_batch`
+returns one result or one exception per item, so one bad input fails only its own caller;
+if it raises, or returns the wrong number of results, every caller of that batch gets the
+error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from modelwire.errors import NotReady, Overloaded
+
+__all__ = ["BatchStats", "Batcher"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class _Pending(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+    queued_at: float
+
+
+@dataclass
+class BatchStats:
+    """Counters for tests and metrics."""
+
+    batches: int = 0
+    items: int = 0
+    dropped: int = 0
+    sizes: Counter[int] = field(default_factory=Counter)
+
+
+class Batcher(Generic[T, R]):
+    def __init__(
+        self,
+        run_batch: Callable[[list[T]], Sequence[R | BaseException]],
+        *,
+        executor: Executor,
+        max_batch_size: int,
+        max_queue_delay_s: float,
+        max_queue_size: int,
+        concurrency: int = 1,
+        name: str = "batcher",
+    ) -> None:
+        self._run_batch = run_batch
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_s
+        self.max_queue_size = max_queue_size
+        self.name = name
+        self.stats = BatchStats()
+        self._queue: deque[_Pending[T, R]] = deque()
+        self._arrived = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name=name)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, item: T) -> R:
+        """Queue one item and wait for its result. Raises Overloaded at once when the queue
+        is full, NotReady once the batcher is closed."""
+        if self._closed:
+            raise NotReady(f"{self.name} is unloading: retry, the next call goes elsewhere")
+        if len(self._queue) >= self.max_queue_size:
+            raise Overloaded(
+                f"{self.name}: {len(self._queue)} requests are queued, the limit is "
+                f"{self.max_queue_size}: retry with backoff"
+            )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.append(_Pending(item, future, loop.time()))
+        self._arrived.set()
+        return await future
+
+    async def close(self) -> None:
+        """Stop taking work; fail what is still queued; wait for running batches."""
+        self._closed = True
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(NotReady(f"{self.name} was unloaded: retry"))
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+            await self._slots.acquire()
+            try:
+                await self._gather(loop)
+                batch = self._take()
+            except BaseException:
+                self._slots.release()
+                raise
+            if not batch:
+                self._slots.release()
+                continue
+            task = loop.create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until the batch is full or the first item has waited long enough."""
+        if self.max_queue_delay_s <= 0:
+            return
+        deadline = self._queue[0].queued_at + self.max_queue_delay_s
+        while len(self._queue) < self.max_batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Pending[T, R]]:
+        batch: list[_Pending[T, R]] = []
+        while self._queue and len(batch) < self.max_batch_size:
+            pending = self._queue.popleft()
+            if pending.future.done():  # the caller cancelled or its deadline passed
+                self.stats.dropped += 1
+            else:
+                batch.append(pending)
+        return batch
+
+    async def _run(self, batch: list[_Pending[T, R]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(
+                self._executor, self._run_batch, [p.item for p in batch]
+            )
+            if len(results) != len(batch):
+                raise RuntimeError(
+                    f"{self.name}: batch of {len(batch)} returned {len(results)} results"
+                )
+        except Exception as error:
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+        else:
+            for pending, result in zip(batch, results, strict=True):
+                if pending.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
+        finally:
+            self._slots.release()
+            self.stats.batches += 1
+            self.stats.items += len(batch)
+            self.stats.sizes[len(batch)] += 1
