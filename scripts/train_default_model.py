@@ -25,35 +25,13 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
+from modelwire.core.training.architectures import DigitsCNN
+from modelwire.core.training.export import export_onnx
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "src" / "modelwire" / "default_models" / "digits"
 SPLIT_SEED = 0
 TEST_SIZE = 360
-
-
-class DigitsCNN(nn.Module):
-    """Two 3x3 convolutions, one pooling, two dense layers: about 0.2 M parameters."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(0.25),
-            nn.Linear(64 * 4 * 4, 128),
-            nn.ReLU(),
-            nn.Linear(128, 10),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.head(self.features(x))
-        return logits
 
 
 def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -101,22 +79,6 @@ def train(epochs: int, seed: int) -> tuple[DigitsCNN, np.ndarray, np.ndarray]:
     return model, x_test, y_test
 
 
-def export(model: DigitsCNN, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        model,
-        (torch.zeros(1, 1, 8, 8),),
-        str(path),
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
-        opset_version=18,
-        dynamo=True,
-        external_data=False,
-        verbose=False,
-    )
-
-
 def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"input": x})
@@ -132,7 +94,7 @@ def main() -> None:
 
     model, x_test, y_test = train(args.epochs, args.seed)
     onnx_path = args.out / "1" / "model.onnx"
-    export(model, onnx_path)
+    export_onnx(model, onnx_path, (1, 8, 8))
     accuracy = onnx_accuracy(onnx_path, x_test, y_test)
     print(f"held-out accuracy (ONNX Runtime): {accuracy:.4f} on {len(y_test)} images")
 

@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -27,6 +28,26 @@ async def server() -> AsyncIterator[RunningServer]:
     running = await build_server(load_settings(hosts=["127.0.0.1"], port=0, threads=2))
     yield running
     await running.stop(None)
+
+
+ServerFactory = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[ServerFactory]:
+    """Start in-process servers with the given settings (on 127.0.0.1, a free port)."""
+    started: list[RunningServer] = []
+
+    async def start(**settings: Any) -> RunningServer:
+        options: dict[str, Any] = {"hosts": ["127.0.0.1"], "port": 0, "threads": 2}
+        options.update(settings)
+        running = await build_server(load_settings(**options))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.stop(None)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ each. Latency is measured per request (per message in stream mode), send to answ
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,6 +22,7 @@ from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 __all__ = ["LoadResult", "run_load"]
 
 Mode = Literal["unary", "stream"]
+Record = Callable[[float, str | None], None]
 
 
 @dataclass
@@ -103,7 +104,7 @@ async def _caller(
     stub: pb_grpc.InferenceServiceStub,
     request: pb.ClassifyRequest,
     stop_at: float,
-    record: object,
+    record: Record,
 ) -> None:
     loop = asyncio.get_running_loop()
     while loop.time() < stop_at:
@@ -111,9 +112,9 @@ async def _caller(
         try:
             await stub.Classify(request, timeout=30)
         except grpc.aio.AioRpcError as error:
-            record(sent, error.code().name)  # type: ignore[operator]
+            record(sent, error.code().name)
         else:
-            record(sent, None)  # type: ignore[operator]
+            record(sent, None)
 
 
 async def _streamer(
@@ -121,7 +122,7 @@ async def _streamer(
     request: pb.ClassifyRequest,
     depth: int,
     stop_at: float,
-    record: object,
+    record: Record,
 ) -> None:
     loop = asyncio.get_running_loop()
     call = stub.ClassifyStream()
@@ -144,7 +145,7 @@ async def _streamer(
             break
         sent = sent_at.pop(response.id)
         error = response.error.code if response.HasField("error") else None
-        record(sent, None if error is None else f"code {error}")  # type: ignore[operator]
+        record(sent, None if error is None else f"code {error}")
         if sending and loop.time() < stop_at:
             await send_one()
         elif sending:
@@ -153,16 +154,3 @@ async def _streamer(
     if sending:
         await call.done_writing()
     await call.code()
-
-
-def bench_main(
-    target: str, image_path: str, mode: Mode, concurrency: int, duration: float
-) -> dict[str, object]:
-    image = open(image_path, "rb").read()  # noqa: SIM115
-    started = time.perf_counter()
-    result = asyncio.run(
-        run_load(target, image, mode=mode, concurrency=concurrency, duration_s=duration)
-    )
-    summary = result.summary()
-    summary["wall_s"] = round(time.perf_counter() - started, 2)
-    return summary

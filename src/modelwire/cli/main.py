@@ -217,6 +217,48 @@ def models_reload(name: str, target: TargetOption = "localhost:50051") -> None:
 
 
 @app.command()
+def bench(
+    image: Annotated[Path, typer.Argument(help="Image file sent in every request.")],
+    target: TargetOption = "localhost:50051",
+    model: Annotated[str, typer.Option(help="Model name (default: the server's).")] = "",
+    mode: Annotated[
+        str, typer.Option(help="unary (Classify) or stream (ClassifyStream).")
+    ] = "unary",
+    concurrency: Annotated[int, typer.Option(help="Requests kept in flight.")] = 8,
+    duration: Annotated[float, typer.Option(help="Seconds measured, after 1 s of warm-up.")] = 5.0,
+    streams: Annotated[int, typer.Option(help="Streams in stream mode.")] = 4,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Load a server with Classify or ClassifyStream calls; print throughput and latency."""
+    import asyncio
+    import json
+
+    from modelwire.bench.loadgen import run_load
+
+    if mode not in ("unary", "stream"):
+        raise _fail("--mode is unary or stream")
+    result = asyncio.run(
+        run_load(
+            target,
+            image.read_bytes(),
+            model=model,
+            mode=mode,  # type: ignore[arg-type]
+            concurrency=concurrency,
+            duration_s=duration,
+            streams=streams,
+        )
+    )
+    summary = result.summary()
+    if json_output:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(
+        f"{summary['mode']} x{summary['concurrency']}: {summary['throughput_per_s']} req/s, "
+        f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, errors {summary['errors']}"
+    )
+
+
+@app.command()
 def protos() -> None:
     """Print the folder holding modelwire's .proto files (for generating stubs)."""
     from modelwire.protos import proto_dir

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -18,13 +17,7 @@ from modelwire.server.app import build_server
 from modelwire.settings import load_settings
 from tests.conftest import start_serve, stop_serve
 from tests.images import digit_bytes, encode
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    # Polls a counter the engine exposes; no event fires when a call enters the engine.
-    async with asyncio.timeout(20):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
+from tests.waiting import wait_until
 
 
 async def test_call_in_flight_finishes_and_new_calls_are_refused() -> None:
@@ -37,7 +30,7 @@ async def test_call_in_flight_finishes_and_new_calls_are_refused() -> None:
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
         in_flight = asyncio.ensure_future(stub.ClassifyImage(pb.Image(data=big)))
-        await _until(lambda: running.engine.in_flight == 1)
+        await wait_until(lambda: running.engine.in_flight == 1)
 
         stopping = asyncio.ensure_future(running.stop(grace=30))
         update = await watch.read()
