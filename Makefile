@@ -41,6 +41,7 @@ proto: $(VENV)/.dev-installed  ## regenerate src/modelwire/api from proto/
 
 bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	$(BIN)/python benchmarks/serve_latency.py
+	$(BIN)/python benchmarks/inference_throughput.py
 
 train-default-model: $(VENV)/.dev-installed  ## retrain the shipped digits model
 	$(BIN)/python scripts/train_default_model.py

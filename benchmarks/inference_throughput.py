@@ -21,7 +21,6 @@ import io
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from PIL import Image, ImageDraw, ImageFilter
+from processes import start, stop
 
 from modelwire.core.images import decode, preprocess
 from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
@@ -42,7 +42,6 @@ from modelwire.core.training.architectures import resnet18
 from modelwire.core.training.export import export_model_folder
 
 ROOT = Path(__file__).resolve().parent.parent
-LISTENING = re.compile(r"(?:serving .*|echo listening) on 127\.0\.0\.1:(\d+)")
 
 
 def photo_jpeg(size: int = 224) -> bytes:
@@ -132,28 +131,6 @@ def single_image_latency_ms(folder: Path, image: bytes) -> float:
         classifier.run(preprocess(decode(image), classifier.preprocessing)[np.newaxis])
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1e3)
-
-
-def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if match := LISTENING.search(line):
-            return process, f"127.0.0.1:{match.group(1)}"
-    raise RuntimeError(f"{command} did not start")
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    process.wait(timeout=60)
-    if process.stdout:
-        process.stdout.close()
 
 
 def load(

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from processes import start, stop
 
 from modelwire.api.compat import image_classifier_pb2 as pb
 from modelwire.api.compat import image_classifier_pb2_grpc as pb_grpc
@@ -36,38 +36,19 @@ from modelwire.core.runtime import OnnxClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = (ROOT / "examples" / "document_client" / "image.jpg").read_bytes()
-LISTENING = re.compile(r"serving .* on 127\.0\.0\.1:(\d+)")
 
 
 def start_server() -> tuple[subprocess.Popen[str], int, float]:
     """Start `modelwire serve`; return it, its port and the seconds until SERVING."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    process, target = start(
+        [sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0"]
     )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if match := LISTENING.search(line):
-            port = int(match.group(1))
-            break
-    else:
-        raise RuntimeError("server did not start")
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with grpc.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         reply = health.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=30)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    return process, port, time.perf_counter() - started
-
-
-def stop_server(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    process.wait(timeout=30)
-    if process.stdout:
-        process.stdout.close()
+    return process, int(target.rsplit(":", 1)[1]), time.perf_counter() - started
 
 
 def grpc_latencies(port: int, calls: int) -> np.ndarray:
@@ -107,7 +88,7 @@ def main() -> None:
         try:
             times = grpc_latencies(port, args.calls)
         finally:
-            stop_server(process)
+            stop(process)
         medians.append(float(np.median(times)))
         p99s.append(float(np.percentile(times, 99)))
         floors.append(float(np.median(in_process_latencies(args.calls))))

@@ -1,6 +1,7 @@
 """A closed-loop load generator for Classify and ClassifyStream.
 
-`concurrency` requests are kept in flight for `duration_s` seconds: unary mode runs that
+`concurrency` requests are kept in flight; what completes during `duration_s` seconds,
+after `warmup_s`, is counted. Unary mode runs that
 many callers, each sending its next call when the previous one answers; stream mode
 opens `streams` ClassifyStream calls and keeps concurrency/streams messages in flight on
 each. Latency is measured per request (per message in stream mode), send to answer.
@@ -78,8 +79,10 @@ async def run_load(
         stop_at = measure_from + duration_s
 
         def record(sent: float, error: str | None) -> None:
+            # Count what completes inside the window, whenever it was sent: with long
+            # latencies, counting by send time would miss the window's last answers.
             now = loop.time()
-            if sent < measure_from or now > stop_at:
+            if not measure_from <= now <= stop_at:
                 return
             if error is None:
                 result.ok += 1
