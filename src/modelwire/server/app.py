@@ -59,12 +59,16 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         for task in self.background:
             task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         await self.server.stop(grace)
         await self.engine.close()
 
 
 async def start_engine(settings: Settings) -> InferenceEngine:
     repositories = list(settings.model_repositories)
+    for repository in repositories:
+        if not repository.is_dir():
+            raise OSError(f"model repository {repository} is not a folder")
     if settings.default_models:
         repositories.append(DEFAULT_REPOSITORY)
     return await InferenceEngine.start(

@@ -91,6 +91,24 @@ def test_serve_refuses_bad_settings() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_serve_refuses_a_missing_repository(tmp_path: Path) -> None:
+    result = modelwire("serve", "--port", "0", "--model-repository", str(tmp_path / "nope"))
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("is not a folder")
+    assert "Traceback" not in result.stderr
+
+
+def test_models_commands(serve_process: ServeProcess) -> None:
+    listed = modelwire("models", "list", "--target", serve_process.target)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("digits (default)\tREADY\tv1 READY")
+    described = modelwire("models", "get", "digits", "--target", serve_process.target)
+    assert '"labels": [' in described.stdout
+    missing = modelwire("models", "get", "nope", "--target", serve_process.target)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: model 'nope' is not served here; models: digits"
+
+
 def test_serve_reports_a_port_in_use(serve_process: ServeProcess) -> None:
     result = modelwire("serve", "--host", "127.0.0.1", "--port", str(serve_process.port))
     assert result.returncode == 1

@@ -255,3 +255,38 @@ async def test_compat_service_uses_the_default_model_of_the_engine(
         )
     assert reply.label == "9"
     assert batcher.stats.items == 1
+
+
+async def test_stream_backpressure_when_the_client_does_not_read(
+    start_server: ServerFactory,
+) -> None:
+    """A client that sends but does not read makes the server stop taking messages once
+    its answers fill the client's HTTP/2 window; nothing piles up without bound."""
+    server = await start_server(stream_window=2)
+    batcher = server.engine.models.resolve("digits").batcher
+    assert batcher is not None
+    total = 5000
+    # No BDP probing: the client's receive window stays at its 64 KiB start.
+    options = [("grpc.http2.bdp_probe", 0)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=options) as channel:
+        call = pb_grpc.InferenceServiceStub(channel).ClassifyStream()
+        message = stream_message("", 4)
+
+        async def write_all() -> None:
+            for i in range(total):
+                message.id = str(i)
+                await call.write(message)
+            await call.done_writing()
+
+        writing = asyncio.ensure_future(write_all())
+        processed = -1
+        while batcher.stats.items != processed:  # until the server stops making progress
+            processed = batcher.stats.items
+            await asyncio.sleep(0.5)
+        assert 0 < processed < total
+        assert not writing.done()
+        ids = []
+        while (reply := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
+            ids.append(reply.id)
+        await writing
+    assert ids == [str(i) for i in range(total)]
