@@ -20,9 +20,10 @@ from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from modelwire.core.batching import Batcher
-from modelwire.core.images import DecodeLimits, decode, preprocess
+from modelwire.core.images import DecodeLimits, decode, preprocess, preprocess_batch
 from modelwire.core.repository import (
     ModelFolder,
     find_models,
@@ -122,24 +123,47 @@ class ServedVersion:
 def classify_batch(
     classifier: OnnxClassifier, limits: DecodeLimits, images: list[bytes]
 ) -> list[np.ndarray | BaseException]:
-    """Decode and preprocess each image (a bad one fails alone), then run one batch."""
+    """Decode each image (a bad one fails alone), preprocess the good ones together, run
+    them as one batch."""
     results: list[np.ndarray | BaseException | None] = [None] * len(images)
-    tensors: list[np.ndarray] = []
+    decoded = []
     slots: list[int] = []
     for index, data in enumerate(images):
         try:
-            tensors.append(preprocess(decode(data, limits), classifier.preprocessing))
+            decoded.append(decode(data, limits))
             slots.append(index)
         except ModelwireError as error:
             results[index] = error
-        except Exception as error:
-            log.exception("unexpected error preparing an image for %s", classifier.source.name)
-            results[index] = error
-    if tensors:
-        probabilities = classifier.run(np.stack(tensors))
-        for index, row in zip(slots, probabilities, strict=True):
-            results[index] = row
+    if decoded:
+        try:
+            tensors = preprocess_batch(decoded, classifier.preprocessing)
+        except Exception:
+            log.exception("unexpected error preparing images for %s", classifier.source.name)
+            tensors = _one_by_one(decoded, classifier, slots, results)
+        if len(tensors):
+            probabilities = classifier.run(tensors)
+            for index, row in zip(slots, probabilities, strict=True):
+                results[index] = row
     return [r if r is not None else RuntimeError("no result") for r in results]
+
+
+def _one_by_one(
+    decoded: list[Image.Image],
+    classifier: OnnxClassifier,
+    slots: list[int],
+    results: list[np.ndarray | BaseException | None],
+) -> np.ndarray:
+    """Preprocess images one at a time, so one that breaks preprocessing fails alone;
+    `slots` keeps only the indices of the images that made it."""
+    tensors, kept = [], []
+    for image, index in zip(decoded, slots, strict=True):
+        try:
+            tensors.append(preprocess(image, classifier.preprocessing))
+            kept.append(index)
+        except Exception as error:
+            results[index] = error
+    slots[:] = kept
+    return np.stack(tensors) if tensors else np.empty((0,))
 
 
 class _Model:
@@ -301,6 +325,14 @@ class ModelManager:
             model.loading = {v: ServedVersion(name, v) for v in folder.versions}
             for served in model.loading.values():
                 await self._open(folder, served)
+            if model.ready_versions() and not any(
+                v.state == VersionState.READY for v in model.loading.values()
+            ):
+                # Nothing new loaded: keep serving what served, and say why.
+                failure = next((v.reason for v in model.loading.values() if v.reason), "")
+                model.reason = f"reload failed, the previous versions still serve: {failure}"
+                model.loading = {}
+                return self.status(name)
             old, model.versions, model.loading = model.versions, model.loading, {}
             self._notify(name)
             await asyncio.gather(*(served.drain_and_close() for served in old.values()))

@@ -6,9 +6,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modelwire.core.images import DecodeLimits, Preprocessing, decode, preprocess
+from modelwire.core.images import (
+    DecodeLimits,
+    Preprocessing,
+    decode,
+    preprocess,
+    preprocess_batch,
+)
 from modelwire.errors import InvalidInput
-from tests.images import digit_bytes, digit_picture, encode, heldout_digits, png_header_claiming
+from tests.images import (
+    digit_bytes,
+    digit_photo,
+    digit_picture,
+    encode,
+    heldout_digits,
+    png_header_claiming,
+)
 
 GRAY_8X8 = Preprocessing(width=8, height=8, channels=1, resample="box")
 
@@ -127,3 +140,32 @@ def test_pixel_budget_is_configurable() -> None:
     assert decode(data, DecodeLimits(max_pixels=1_600)).size == (40, 40)
     with pytest.raises(InvalidInput, match="the limit is 1,599"):
         decode(data, DecodeLimits(max_pixels=1_599))
+
+
+DIGITS_LIKE = Preprocessing(
+    width=8,
+    height=8,
+    channels=1,
+    resample="box",
+    polarity="light-on-dark",
+    autocontrast=True,
+    crop_to_content=True,
+)
+
+
+def test_a_batch_equals_its_images_one_by_one() -> None:
+    images, _ = heldout_digits()
+    pictures = [
+        digit_picture(images[0]),
+        digit_picture(images[1], dark_on_light=True),
+        digit_photo(images[2]),
+        digit_picture(images[3], margin=40),
+        digit_picture(images[4], dark_on_light=True),  # same size as the first two
+        Image.new("L", (64, 64), 128),  # blank paper: nothing to crop
+    ]
+    decoded = [decode(encode(p, "PNG")) for p in pictures]
+    for spec in (DIGITS_LIKE, Preprocessing(width=16, height=12, channels=3, layout="NHWC")):
+        batch = preprocess_batch(decoded, spec)
+        assert batch.shape[0] == len(decoded)
+        for row, image in zip(batch, decoded, strict=True):
+            assert np.array_equal(row, preprocess(image, spec))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -15,9 +15,11 @@ from modelwire.errors import InvalidInput, NotFound, NotReady
 from tests.images import digit_bytes
 from tests.models import add_model, add_version
 
+EngineFactory = Callable[..., Awaitable[InferenceEngine]]
+
 
 @pytest.fixture
-async def engine_for(tmp_path: Path) -> AsyncIterator[object]:
+async def engine_for(tmp_path: Path) -> AsyncIterator[EngineFactory]:
     engines: list[InferenceEngine] = []
 
     async def start(*repositories: Path, default_model: str | None = None) -> InferenceEngine:
@@ -47,7 +49,7 @@ def broken_repository(root: Path) -> Path:
     return repo
 
 
-async def test_broken_models_fail_alone(engine_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_broken_models_fail_alone(engine_for: EngineFactory, tmp_path: Path) -> None:
     engine = await engine_for(broken_repository(tmp_path))
     states = {s.name: s for s in engine.models.statuses()}
     assert set(states) == {"good", "bad-toml", "no-onnx", "corrupt", "labels", "shape"}
@@ -80,8 +82,13 @@ async def test_broken_models_fail_alone(engine_for, tmp_path: Path) -> None:  # 
     ],
     ids=["latest-1", "latest-2", "all", "specific", "default-version"],
 )
-async def test_version_policy(  # type: ignore[no-untyped-def]
-    engine_for, tmp_path: Path, top: str, tables: str, served: list[int], default: int
+async def test_version_policy(
+    engine_for: EngineFactory,
+    tmp_path: Path,
+    top: str,
+    tables: str,
+    served: list[int],
+    default: int,
 ) -> None:
     add_model(tmp_path, "m", (1, 2, 3), top=top, tables=tables)
     engine = await engine_for(tmp_path)
@@ -92,7 +99,7 @@ async def test_version_policy(  # type: ignore[no-untyped-def]
         assert (await engine.classify(digit_bytes(1), "m", version)).version == version
 
 
-async def test_unknown_names_and_versions(engine_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_names_and_versions(engine_for: EngineFactory, tmp_path: Path) -> None:
     add_model(tmp_path, "m", (1, 2))
     engine = await engine_for(tmp_path)
     with pytest.raises(NotFound, match="model 'nope' is not served here; models: m"):
@@ -106,7 +113,9 @@ async def test_unknown_names_and_versions(engine_for, tmp_path: Path) -> None:  
         await engine.classify(digit_bytes(1), "m", top_k=0)
 
 
-async def test_default_model_is_digits_then_the_setting(engine_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_default_model_is_digits_then_the_setting(
+    engine_for: EngineFactory, tmp_path: Path
+) -> None:
     add_model(tmp_path / "repo", "alpha")
     add_model(tmp_path / "repo", "digits")
     engine = await engine_for(tmp_path / "repo")
@@ -118,7 +127,7 @@ async def test_default_model_is_digits_then_the_setting(engine_for, tmp_path: Pa
         await empty.classify(digit_bytes(2))
 
 
-async def test_top_k_ranks_every_class(engine_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_top_k_ranks_every_class(engine_for: EngineFactory, tmp_path: Path) -> None:
     add_model(tmp_path, "m")
     engine = await engine_for(tmp_path)
     result = await engine.classify(digit_bytes(6), "m", top_k=50)
@@ -130,7 +139,7 @@ async def test_top_k_ranks_every_class(engine_for, tmp_path: Path) -> None:  # t
     assert sorted(c.index for c in result.classes) == list(range(10))
 
 
-async def test_unload_load_and_reload(engine_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_unload_load_and_reload(engine_for: EngineFactory, tmp_path: Path) -> None:
     folder = add_model(tmp_path, "m", (1,))
     engine = await engine_for(tmp_path)
     status = await engine.models.unload("m")
@@ -147,7 +156,9 @@ async def test_unload_load_and_reload(engine_for, tmp_path: Path) -> None:  # ty
         await engine.models.load("missing")
 
 
-async def test_reload_under_load_fails_no_request(engine_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_reload_under_load_fails_no_request(
+    engine_for: EngineFactory, tmp_path: Path
+) -> None:
     folder = add_model(tmp_path, "m", (1,), tables="[version_policy]\nall = true\n")
     engine = await engine_for(tmp_path)
     image = digit_bytes(3)
@@ -173,7 +184,9 @@ async def test_reload_under_load_fails_no_request(engine_for, tmp_path: Path) ->
     assert [v.version for v in engine.models.status("m").versions] == [2, 3]
 
 
-async def test_a_broken_reload_keeps_the_old_versions_serving(engine_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_broken_reload_keeps_the_old_versions_serving(
+    engine_for: EngineFactory, tmp_path: Path
+) -> None:
     folder = add_model(tmp_path, "m")
     engine = await engine_for(tmp_path)
     (folder / "model.toml").write_text("broken = ")
@@ -183,7 +196,23 @@ async def test_a_broken_reload_keeps_the_old_versions_serving(engine_for, tmp_pa
     assert (await engine.classify(digit_bytes(5), "m")).top.label == "5"
 
 
-async def test_polling_follows_the_repository(engine_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_reload_whose_versions_all_fail_keeps_the_old_ones(
+    engine_for: EngineFactory, tmp_path: Path
+) -> None:
+    folder = add_model(tmp_path, "m", (1,))
+    engine = await engine_for(tmp_path)
+    (add_version(folder, 2) / "model.onnx").write_bytes(b"half a file")
+    status = await engine.models.load("m")
+    assert status.state == ModelState.READY
+    assert status.reason.startswith("reload failed, the previous versions still serve: m/2")
+    assert [(v.version, v.state) for v in status.versions] == [(1, VersionState.READY)]
+    assert (await engine.classify(digit_bytes(5), "m")).version == 1
+    (folder / "2" / "model.onnx").write_bytes((folder / "1" / "model.onnx").read_bytes())
+    status = await engine.models.load("m")
+    assert (status.reason, [v.version for v in status.versions]) == ("", [2])
+
+
+async def test_polling_follows_the_repository(engine_for: EngineFactory, tmp_path: Path) -> None:
     engine = await engine_for(tmp_path)
     assert engine.models.names() == []
     folder = add_model(tmp_path, "m", (1,))
