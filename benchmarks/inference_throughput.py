@@ -291,7 +291,7 @@ def report(results: dict[str, Any]) -> None:
         f"| decode + preprocess + ORT, one image (ms) | "
         f"{single['resnet18']:.2f} | {single['digits']:.2f} |"
     )
-    print("\n| model | batching | API | concurrency | req/s | x raw batch-1 | p50 ms | p99 ms |")
+    print("\n| model | batching | API | concurrency | req/s | x best raw | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|")
     for row in results["served"]:
         family = "resnet18" if row["model"].startswith("resnet18") else "digits"
