@@ -1,0 +1,76 @@
+"""The load generator and the bare echo server that the benchmarks rely on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServeProcess
+from tests.images import digit_bytes
+
+
+def bench(target: str, image: Path, *extra: str) -> dict[str, object]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelwire",
+            "bench",
+            str(image),
+            "--target",
+            target,
+            "--duration",
+            "0.5",
+            "--concurrency",
+            "4",
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    summary: dict[str, object] = json.loads(result.stdout)
+    return summary
+
+
+@pytest.mark.parametrize("mode", ["unary", "stream"])
+def test_bench_against_modelwire(serve_process: ServeProcess, tmp_path: Path, mode: str) -> None:
+    image = tmp_path / "digit.png"
+    image.write_bytes(digit_bytes(5))
+    summary = bench(serve_process.target, image, "--mode", mode, "--streams", "2")
+    assert summary["mode"] == mode
+    assert isinstance(summary["ok"], int)
+    assert summary["ok"] > 0
+    assert summary["errors"] == {}
+    assert float(summary["p99_ms"]) >= float(summary["p50_ms"]) > 0  # type: ignore[arg-type]
+
+
+def test_bench_against_the_echo_server(tmp_path: Path) -> None:
+    image = tmp_path / "digit.png"
+    image.write_bytes(digit_bytes(5))
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "modelwire.bench.echo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert echo.stdout is not None
+        line = echo.stdout.readline()
+        assert line.startswith("echo listening on 127.0.0.1:")
+        target = line.rsplit(" ", 1)[1].strip()
+        for mode in ("unary", "stream"):
+            summary = bench(target, image, "--mode", mode)
+            assert isinstance(summary["ok"], int)
+            assert summary["ok"] > 0
+            assert summary["errors"] == {}
+    finally:
+        echo.terminate()
+        echo.wait(timeout=30)
+        assert echo.stdout is not None
+        echo.stdout.close()
