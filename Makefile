@@ -21,19 +21,26 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,train]'
 	touch $@ $(VENV)/.serve-installed
 
+# buf and the Node.js example's libraries, where npm exists (CI has it).
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: buf lint and the Node.js client test are skipped"; fi
+
 serve: $(VENV)/.serve-installed  ## serve the default model on localhost:50051
 	$(BIN)/modelwire serve $(SERVE_ARGS)
 
 test: lint typecheck pytest  ## the whole suite: lint, type check, tests
 
-lint: $(VENV)/.dev-installed
+lint: $(VENV)/.dev-installed node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@if [ -x node_modules/.bin/buf ]; then node_modules/.bin/buf lint && echo "buf lint: ok"; \
+	else echo "buf lint skipped: npm not found"; fi
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev-installed
+pytest: $(VENV)/.dev-installed node_modules/.installed
 	$(BIN)/pytest
 
 proto: $(VENV)/.dev-installed  ## regenerate src/modelwire/api from proto/
@@ -47,4 +54,4 @@ train-default-model: $(VENV)/.dev-installed  ## retrain the shipped digits model
 	$(BIN)/python scripts/train_default_model.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
