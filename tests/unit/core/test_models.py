@@ -228,3 +228,18 @@ async def test_polling_follows_the_repository(engine_for: EngineFactory, tmp_pat
     shutil.rmtree(folder)
     await engine.models.poll_once()
     assert engine.models.names() == []
+
+
+async def test_probabilities_output_is_used_as_it_is(
+    engine_for: EngineFactory, tmp_path: Path
+) -> None:
+    add_model(tmp_path, "logits")
+    folder = add_model(tmp_path, "raw")
+    toml = folder / "model.toml"
+    toml.write_text(toml.read_text().replace('kind = "logits"', 'kind = "probabilities"'))
+    engine = await engine_for(tmp_path)
+    softmaxed = await engine.classify(digit_bytes(7), "logits", top_k=10)
+    raw = await engine.classify(digit_bytes(7), "raw", top_k=10)
+    assert sum(c.score for c in softmaxed.classes) == pytest.approx(1.0, abs=1e-4)
+    assert raw.top.label == softmaxed.top.label == "7"
+    assert raw.top.score > 1.0  # the network's logit, not a probability
