@@ -182,7 +182,8 @@ class _Model:
         return [v for v in self.versions.values() if v.state == VersionState.READY]
 
 
-Listener = Callable[[str, bool], None]
+# (model name, serving?) with None once the model is gone from the repository.
+Listener = Callable[[str, bool | None], None]
 
 
 class ModelManager:
@@ -289,12 +290,14 @@ class ModelManager:
         return model
 
     def add_listener(self, listener: Listener) -> None:
-        """Call listener(model, serving) whenever a model's serving state may change."""
+        """Call listener(model, serving) whenever a model's serving state may change;
+        serving is None once the model has been removed from the repository."""
         self._listeners.append(listener)
 
     def _notify(self, name: str) -> None:
+        serving = self.is_serving(name) if name in self._models else None
         for listener in self._listeners:
-            listener(name, self.is_serving(name))
+            listener(name, serving)
 
     # --- changes -------------------------------------------------------------------
 

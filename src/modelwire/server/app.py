@@ -10,6 +10,7 @@ period to finish.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -109,9 +110,7 @@ async def build_server(settings: Settings) -> RunningServer:
     await server.start()
     for name in ["", *services]:
         health_servicer.set(name, SERVING)
-    engine.models.add_listener(
-        lambda model, serving: health_servicer.set(model, SERVING if serving else NOT_SERVING)
-    )
+    engine.models.add_listener(functools.partial(_model_health, health_servicer))
     for model in engine.models.names():
         health_servicer.set(model, SERVING if engine.models.is_serving(model) else NOT_SERVING)
     background = []
@@ -125,6 +124,13 @@ async def build_server(settings: Settings) -> RunningServer:
         ", ".join(addresses),
     )
     return RunningServer(server, port, addresses, health_servicer, engine, services, background)
+
+
+def _model_health(health: HealthServicer, model: str, serving: bool | None) -> None:
+    if serving is None:
+        health.clear(model)
+    else:
+        health.set(model, SERVING if serving else NOT_SERVING)
 
 
 def _bind(server: grpc.aio.Server, hosts: list[str], port: int) -> tuple[int, list[str]]:

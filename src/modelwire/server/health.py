@@ -36,6 +36,11 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
             self._statuses[service] = status
             self._notify()
 
+    def clear(self, service: str) -> None:
+        """Forget a service: Check answers NOT_FOUND, watchers see SERVICE_UNKNOWN."""
+        if not self._shutting_down and self._statuses.pop(service, None) is not None:
+            self._notify()
+
     def enter_graceful_shutdown(self) -> None:
         """Every service NOT_SERVING from now on, and every Watch stream ends."""
         self._shutting_down = True

@@ -148,8 +148,14 @@ async def test_poll_repository_picks_up_new_and_removed_models(
             assert (await watch.read()).status == SERVING
         shutil.rmtree(folder)
         async with asyncio.timeout(30):
-            assert (await watch.read()).status == NOT_SERVING
+            statuses = [(await watch.read()).status]
+            while statuses[-1] != health_pb2.HealthCheckResponse.SERVICE_UNKNOWN:
+                statuses.append((await watch.read()).status)
+        assert set(statuses) <= {NOT_SERVING, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN}
         watch.cancel()
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await health.Check(health_pb2.HealthCheckRequest(service="late"))
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await pb_grpc.ModelServiceStub(channel).GetModel(pb.GetModelRequest(name="late"))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
