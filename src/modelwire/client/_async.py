@@ -1,18 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 
 import grpc
 
-from modelwire.api.v1 import inference_pb2_grpc
+from modelwire.api.v1 import inference_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc
 from modelwire.client._common import (
     CHANNEL_OPTIONS,
     ClassificationResult,
     ImageInput,
     classify_request,
     result,
+    stream_outcome,
     translate,
 )
+from modelwire.errors import ModelwireError
 
 
 class AsyncClient:
@@ -23,6 +26,7 @@ class AsyncClient:
         self.timeout = timeout
         self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        self._models = models_pb2_grpc.ModelServiceStub(self._channel)
 
     async def classify(
         self,
@@ -41,6 +45,37 @@ class AsyncClient:
         except grpc.RpcError as error:
             raise translate(error, self.target) from None
         return result(reply)
+
+    async def classify_stream(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        top_k: int = 1,
+    ) -> AsyncIterator[ClassificationResult | ModelwireError]:
+        """Classify many images over one stream; yields one outcome per image, in order:
+        a result, or the error for that image alone."""
+        requests = (
+            inference_pb2.ClassifyStreamRequest(
+                id=str(i), request=classify_request(image, model, version, top_k)
+            )
+            for i, image in enumerate(images)
+        )
+        try:
+            async for reply in self._inference.ClassifyStream(requests):
+                yield stream_outcome(reply)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+
+    async def list_models(self) -> list[models_pb2.Model]:
+        try:
+            reply: models_pb2.ListModelsResponse = await self._models.ListModels(
+                models_pb2.ListModelsRequest(), timeout=self.timeout
+            )
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return list(reply.models)
 
     async def close(self) -> None:
         await self._channel.close(None)

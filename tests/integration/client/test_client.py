@@ -86,3 +86,12 @@ def test_model_management(serve_process: ServeProcess) -> None:
         result = client.classify(digit_bytes(6), model="digits", version=1, top_k=3)
     assert (result.model, result.version, result.label) == ("digits", 1, "6")
     assert len(result.classes) == 3
+
+
+async def test_async_client_streams_and_lists(server: RunningServer) -> None:
+    async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+        outcomes = [o async for o in client.classify_stream([digit_bytes(8), b"x", digit_bytes(9)])]
+        models = await client.list_models()
+    assert [getattr(o, "label", None) for o in outcomes] == ["8", None, "9"]
+    assert isinstance(outcomes[1], InvalidInput)
+    assert [m.name for m in models] == ["digits"]
