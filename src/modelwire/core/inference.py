@@ -17,9 +17,10 @@ import numpy as np
 
 from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits
 from modelwire.core.models import ModelManager
+from modelwire.core.runtime import OnnxClassifier
 from modelwire.errors import InvalidInput, NotReady
 
-__all__ = ["ClassScore", "Classification", "InferenceEngine"]
+__all__ = ["ClassScore", "Classification", "Inference", "InferenceEngine"]
 
 MAX_TOP_K = 1000
 
@@ -40,6 +41,20 @@ class Classification:
     @property
     def top(self) -> ClassScore:
         return self.classes[0]
+
+
+@dataclass(frozen=True)
+class Inference:
+    """Probabilities [N, classes] from one model version, with what describes them."""
+
+    model: str
+    version: int
+    classifier: OnnxClassifier
+    probabilities: np.ndarray
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classifier.source.labels
 
 
 class InferenceEngine:
@@ -108,6 +123,37 @@ class InferenceEngine:
             ranked = [int(i) for i in np.argsort(-probabilities, kind="stable")[:count]]
         classes = tuple(ClassScore(labels[i], i, float(probabilities[i])) for i in ranked)
         return Classification(served.model, served.version, classes)
+
+    async def infer(
+        self,
+        items: Sequence[bytes | np.ndarray],
+        model: str = "",
+        version: int | None = None,
+    ) -> Inference:
+        """Class probabilities for several encoded images or preprocessed tensors (one
+        image each, the model's per-image input shape, float32), all through the model's
+        batcher. The first item that fails fails the whole call."""
+        if self._closed:
+            raise NotReady("the server is shutting down: retry on another replica")
+        served = self.models.resolve(model, version)
+        batcher, classifier = served.batcher, served.classifier
+        assert batcher is not None  # a READY version has both
+        assert classifier is not None
+        for item in items:
+            if isinstance(item, np.ndarray) and item.shape != classifier.input_shape:
+                raise InvalidInput(
+                    f"each input must have shape {list(classifier.input_shape)}, got "
+                    f"{list(item.shape)}",
+                    field="inputs",
+                )
+        self._in_flight += 1
+        try:
+            with served.use():
+                rows = await asyncio.gather(*(batcher.submit(item) for item in items))
+        finally:
+            self._in_flight -= 1
+        values = np.stack(rows) if rows else np.empty((0, len(classifier.source.labels)))
+        return Inference(served.model, served.version, classifier, values)
 
     async def close(self) -> None:
         """Refuse new work, let queued and running batches finish, stop the threads."""

@@ -86,7 +86,7 @@ class ServedVersion:
         self.state = VersionState.LOADING
         self.reason = ""
         self.classifier: OnnxClassifier | None = None
-        self.batcher: Batcher[bytes, np.ndarray] | None = None
+        self.batcher: Batcher[bytes | np.ndarray, np.ndarray] | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -121,16 +121,20 @@ class ServedVersion:
 
 
 def classify_batch(
-    classifier: OnnxClassifier, limits: DecodeLimits, images: list[bytes]
+    classifier: OnnxClassifier, limits: DecodeLimits, items: list[bytes | np.ndarray]
 ) -> list[np.ndarray | BaseException]:
-    """Decode each image (a bad one fails alone), preprocess the good ones together, run
-    them as one batch."""
-    results: list[np.ndarray | BaseException | None] = [None] * len(images)
+    """Decode each encoded image (a bad one fails alone) and preprocess them together;
+    take preprocessed tensors as they are; run everything as one batch."""
+    results: list[np.ndarray | BaseException | None] = [None] * len(items)
+    ready: dict[int, np.ndarray] = {}
     decoded = []
     slots: list[int] = []
-    for index, data in enumerate(images):
+    for index, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            ready[index] = item
+            continue
         try:
-            decoded.append(decode(data, limits))
+            decoded.append(decode(item, limits))
             slots.append(index)
         except ModelwireError as error:
             results[index] = error
@@ -140,10 +144,12 @@ def classify_batch(
         except Exception:
             log.exception("unexpected error preparing images for %s", classifier.source.name)
             tensors = _one_by_one(decoded, classifier, slots, results)
-        if len(tensors):
-            probabilities = classifier.run(tensors)
-            for index, row in zip(slots, probabilities, strict=True):
-                results[index] = row
+        ready.update(zip(slots, tensors, strict=True))
+    if ready:
+        order = sorted(ready)
+        probabilities = classifier.run(np.stack([ready[index] for index in order]))
+        for index, row in zip(order, probabilities, strict=True):
+            results[index] = row
     return [r if r is not None else RuntimeError("no result") for r in results]
 
 

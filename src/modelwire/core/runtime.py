@@ -106,6 +106,22 @@ class OnnxClassifier:
             )
         return _Io(input_name, output_name)
 
+    @property
+    def input_name(self) -> str:
+        return self._io.input_name
+
+    @property
+    def output_name(self) -> str:
+        return self._io.output_name
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape of one preprocessed image: (C, H, W) or (H, W, C)."""
+        spec = self.source.config.input
+        if spec.layout == "NCHW":
+            return (spec.channels, spec.height, spec.width)
+        return (spec.height, spec.width, spec.channels)
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities, shape [N, classes], for a preprocessed batch of N inputs."""
         session = self._sessions.get()

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from modelwire.api.compat import image_classifier_pb2_grpc
+from modelwire.api.oip import grpc_predict_v2_pb2_grpc
 from modelwire.api.v1 import inference_pb2_grpc, models_pb2_grpc
 from modelwire.core.images import DecodeLimits
 from modelwire.core.inference import InferenceEngine
@@ -31,6 +32,8 @@ from modelwire.server.servicers.inference import SERVICE_NAME as INFERENCE_SERVI
 from modelwire.server.servicers.inference import InferenceServicer
 from modelwire.server.servicers.models import SERVICE_NAME as MODELS_SERVICE
 from modelwire.server.servicers.models import ModelServicer
+from modelwire.server.servicers.oip import SERVICE_NAME as OIP_SERVICE
+from modelwire.server.servicers.oip import OipServicer
 from modelwire.settings import Settings
 
 __all__ = ["RunningServer", "build_server", "serve", "start_engine"]
@@ -99,9 +102,10 @@ async def build_server(settings: Settings) -> RunningServer:
         InferenceServicer(engine, settings.stream_window), server
     )
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(engine.models), server)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(OipServicer(engine), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    services = [COMPAT_SERVICE, INFERENCE_SERVICE, MODELS_SERVICE, HEALTH_SERVICE]
+    services = [COMPAT_SERVICE, INFERENCE_SERVICE, MODELS_SERVICE, OIP_SERVICE, HEALTH_SERVICE]
     if settings.reflection:
         services.append(reflection.SERVICE_NAME)
         reflection.enable_server_reflection(services, server)
