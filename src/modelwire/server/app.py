@@ -102,7 +102,9 @@ async def build_server(settings: Settings) -> RunningServer:
         InferenceServicer(engine, settings.stream_window), server
     )
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(engine.models), server)
-    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(OipServicer(engine), server)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        OipServicer(engine, settings.stream_window), server
+    )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = [COMPAT_SERVICE, INFERENCE_SERVICE, MODELS_SERVICE, OIP_SERVICE, HEALTH_SERVICE]

@@ -17,6 +17,7 @@ from modelwire.api.oip import grpc_predict_v2_pb2 as pb
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.conftest import ServeProcess, ServerFactory
 from tests.images import digit_bytes
+from tests.models import add_model
 
 ROOT = Path(__file__).resolve().parents[3]
 INVALID = "StatusCode.INVALID_ARGUMENT"
@@ -49,7 +50,7 @@ def test_liveness_readiness_and_metadata(triton_results: dict[str, object]) -> N
     assert triton_results["server"] == {
         "name": "modelwire",
         "version": triton_results["server"]["version"],  # type: ignore[index]
-        "extensions": ["classification"],
+        "extensions": ["classification", "model_repository"],
     }
     assert triton_results["metadata"] == {
         "name": "digits",
@@ -78,6 +79,20 @@ def test_fp32_tensors_raw_and_typed(triton_results: dict[str, object]) -> None:
     assert triton_results["typed_equal"] is True
 
 
+def test_stream_infer_answers_every_request(triton_results: dict[str, object]) -> None:
+    stream = triton_results["stream"]
+    assert isinstance(stream, list)
+    assert [answer[0] for answer in stream] == [f"frame-{i}" for i in range(4)] + ["error"]
+    assert all(answer[1].endswith(":7:7") for answer in stream[:4])
+    assert stream[4][1] == "data is not a JPEG, PNG, BMP, GIF or WebP image"
+
+
+def test_repository_extension(triton_results: dict[str, object]) -> None:
+    assert triton_results["index"] == [["digits", "1", "READY"]]
+    assert triton_results["ready_after_unload"] is False
+    assert triton_results["ready_after_load"] is True
+
+
 def test_errors_reach_tritonclient_with_their_codes(triton_results: dict[str, object]) -> None:
     errors = triton_results["errors"]
     assert isinstance(errors, dict)
@@ -90,6 +105,7 @@ def test_errors_reach_tritonclient_with_their_codes(triton_results: dict[str, ob
     assert errors["wrong_datatype"][0] == INVALID
     assert "datatype 'INT32' is not accepted" in errors["wrong_datatype"][1]
     assert errors["bad_image"] == [INVALID, "data is not a JPEG, PNG, BMP, GIF or WebP image"]
+    assert errors["load_unknown"][0] == "StatusCode.NOT_FOUND"
 
 
 def infer_request(**fields: object) -> pb.ModelInferRequest:
@@ -171,3 +187,27 @@ async def test_typed_bytes_contents_and_unloaded_models(start_server: ServerFact
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.ModelReady(pb.ModelReadyRequest(name="nope"))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_repository_index_lists_failed_and_unloaded_models(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    (add_model(tmp_path, "broken") / "model.toml").write_text("nonsense = ")
+    add_model(tmp_path, "spare")
+    server = await start_server(model_repositories=[tmp_path])
+    await server.engine.models.unload("spare")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        index = await stub.RepositoryIndex(pb.RepositoryIndexRequest())
+        ready = await stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="broken"))
+    listed = {(m.name, m.version, m.state) for m in index.models}
+    assert listed == {
+        ("broken", "", "UNAVAILABLE"),
+        ("digits", "1", "READY"),
+        ("spare", "", "UNAVAILABLE"),
+    }
+    assert {m.name for m in ready.models} == {"digits"}
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not valid TOML" in (caught.value.details() or "")

@@ -9,6 +9,7 @@ generated `inference` protos, which cannot share a process with modelwire's.
 from __future__ import annotations
 
 import json
+import queue
 import sys
 from collections.abc import Callable
 
@@ -58,6 +59,38 @@ def main() -> None:
     same = client.infer("digits", [typed]).as_numpy("logits")
     out["typed_equal"] = bool(np.allclose(same, probabilities))
 
+    # Streaming: answers come back through the callback, one per request id.
+    answers: queue.Queue[tuple[str, str]] = queue.Queue()
+
+    def collect(result: triton.InferResult | None, error: InferenceServerException | None) -> None:
+        if error is not None:
+            answers.put(("error", error.message()))
+        else:
+            assert result is not None
+            top = result.as_numpy("logits")[0][0].decode()
+            answers.put((result.get_response().id, top))
+
+    client.start_stream(callback=collect)
+    for i in range(4):
+        client.async_stream_infer(
+            "digits",
+            [images],
+            request_id=f"frame-{i}",
+            outputs=[triton.InferRequestedOutput("logits", class_count=1)],
+        )
+    client.async_stream_infer("digits", [_bytes([b"junk"])], request_id="frame-bad")
+    out["stream"] = [answers.get(timeout=60) for _ in range(5)]
+    client.stop_stream()
+
+    # The repository extension.
+    out["index"] = [
+        [m.name, m.version, m.state] for m in client.get_model_repository_index().models
+    ]
+    client.unload_model("digits")
+    out["ready_after_unload"] = client.is_model_ready("digits")
+    client.load_model("digits")
+    out["ready_after_load"] = client.is_model_ready("digits")
+
     errors: dict[str, list[str]] = {}
     calls: dict[str, Callable[[], object]] = {
         "unknown_model": lambda: client.infer("nope", [raw]),
@@ -65,6 +98,7 @@ def main() -> None:
         "wrong_name": lambda: client.infer("digits", [_fp32(tensor, name="pixels")]),
         "wrong_datatype": lambda: client.infer("digits", [_typed_int(tensor)]),
         "bad_image": lambda: client.infer("digits", [_bytes([b"not an image"])]),
+        "load_unknown": lambda: client.load_model("nope"),
     }
     for label, call in calls.items():
         try:

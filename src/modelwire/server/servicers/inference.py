@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,6 +11,7 @@ from modelwire.core.inference import InferenceEngine
 from modelwire.errors import ModelwireError
 from modelwire.server.convert import classify_response
 from modelwire.server.status import INTERNAL_MESSAGE, Context, grpc_errors, status_code
+from modelwire.server.streams import answer_in_order
 
 __all__ = ["SERVICE_NAME", "InferenceServicer"]
 
@@ -35,34 +35,8 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     async def ClassifyStream(
         self, request_iterator: AsyncIterator[pb.ClassifyStreamRequest], context: Context
     ) -> AsyncIterator[pb.ClassifyStreamResponse]:
-        # A reader task feeds up to `window` messages into the engine at once; this
-        # generator answers them in order. When the client stops reading, the yields
-        # block, the window stays full and the reader stops reading: HTTP/2 flow control
-        # then slows the client down.
-        window = asyncio.Semaphore(self._window)
-        answers: asyncio.Queue[asyncio.Task[pb.ClassifyStreamResponse] | None] = asyncio.Queue()
-
-        async def read() -> None:
-            try:
-                async for message in request_iterator:
-                    await window.acquire()
-                    answers.put_nowait(asyncio.ensure_future(self._answer(message)))
-            finally:
-                answers.put_nowait(None)
-
-        reader = asyncio.ensure_future(read())
-        try:
-            while (answer := await answers.get()) is not None:
-                response = await answer
-                window.release()
-                yield response
-            await reader
-        finally:
-            reader.cancel()
-            while not answers.empty():
-                leftover = answers.get_nowait()
-                if leftover is not None:
-                    leftover.cancel()
+        async for response in answer_in_order(request_iterator, self._answer, self._window):
+            yield response
 
     async def _answer(self, message: pb.ClassifyStreamRequest) -> pb.ClassifyStreamResponse:
         request = message.request

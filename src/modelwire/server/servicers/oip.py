@@ -9,7 +9,9 @@ the `classification` parameter) it is BYTES [N, k] of "score:index:label".
 
 from __future__ import annotations
 
+import logging
 import struct
+from collections.abc import AsyncIterator
 
 import numpy as np
 
@@ -17,14 +19,17 @@ from modelwire import __version__
 from modelwire.api.oip import grpc_predict_v2_pb2 as pb
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from modelwire.core.inference import Inference, InferenceEngine
-from modelwire.errors import InvalidInput, NotReady
-from modelwire.server.status import Context, grpc_errors
+from modelwire.errors import InvalidInput, ModelwireError, NotReady
+from modelwire.server.status import INTERNAL_MESSAGE, Context, grpc_errors
+from modelwire.server.streams import answer_in_order
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SERVICE_NAME", "OipServicer"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 PLATFORM = "onnxruntime_onnx"
-EXTENSIONS = ["classification"]
+EXTENSIONS = ["classification", "model_repository"]
 
 
 def parse_version(version: str) -> int | None:
@@ -58,8 +63,9 @@ def pack_bytes_elements(elements: list[bytes]) -> bytes:
 
 
 class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, engine: InferenceEngine) -> None:
+    def __init__(self, engine: InferenceEngine, stream_window: int) -> None:
         self._engine = engine
+        self._window = stream_window
 
     @grpc_errors
     async def ServerLive(
@@ -123,6 +129,67 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
+        return await self._infer(request)
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        answers = answer_in_order(request_iterator, self._stream_answer, self._window)
+        async for response in answers:
+            yield response
+
+    async def _stream_answer(self, request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+        try:
+            return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+        except ModelwireError as error:
+            message = error.message
+        except Exception:
+            log.exception("unexpected error in a ModelStreamInfer message")
+            message = INTERNAL_MESSAGE
+        failed = pb.ModelInferResponse(
+            model_name=request.model_name, model_version=request.model_version, id=request.id
+        )
+        return pb.ModelStreamInferResponse(error_message=message, infer_response=failed)
+
+    @grpc_errors
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Context
+    ) -> pb.RepositoryIndexResponse:
+        index = pb.RepositoryIndexResponse()
+        for status in self._engine.models.statuses():
+            if not status.versions:
+                if not request.ready:
+                    index.models.add(name=status.name, state="UNAVAILABLE", reason=status.reason)
+                continue
+            for version in status.versions:
+                state = "UNAVAILABLE" if version.state == "FAILED" else str(version.state)
+                if request.ready and state != "READY":
+                    continue
+                index.models.add(
+                    name=status.name,
+                    version=str(version.version),
+                    state=state,
+                    reason=version.reason,
+                )
+        return index
+
+    @grpc_errors
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        status = await self._engine.models.load(request.model_name)
+        if status.state != "READY":
+            raise InvalidInput(f"model {status.name!r} failed to load: {status.reason}")
+        return pb.RepositoryModelLoadResponse()
+
+    @grpc_errors
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        await self._engine.models.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         version = parse_version(request.model_version)
         served = self._engine.models.resolve(request.model_name, version)
         classifier = served.classifier
