@@ -17,20 +17,19 @@ needs_node = pytest.mark.skipif(
 )
 
 
-@needs_node
-def test_node_client_classifies_through_both_services(serve_process: ServeProcess) -> None:
-    result = subprocess.run(
-        [
-            "node",
-            str(ROOT / "examples/node/classify.js"),
-            str(ROOT / "examples/document_client/image.jpg"),
-            serve_process.target,
-        ],
+def run_node(image: Path, target: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["node", str(ROOT / "examples/node/classify.js"), str(image), target],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+@needs_node
+def test_node_client_classifies_through_both_services(serve_process: ServeProcess) -> None:
+    result = run_node(ROOT / "examples/document_client/image.jpg", serve_process.target)
     assert result.returncode == 0, result.stderr
     v1, compat = result.stdout.strip().splitlines()
     assert v1.startswith("v1 digits version 1: 7 0.99")
@@ -39,17 +38,6 @@ def test_node_client_classifies_through_both_services(serve_process: ServeProces
 
 @needs_node
 def test_node_client_reports_a_refused_image(serve_process: ServeProcess) -> None:
-    result = subprocess.run(
-        [
-            "node",
-            str(ROOT / "examples/node/classify.js"),
-            str(ROOT / "README.md"),
-            serve_process.target,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_node(ROOT / "README.md", serve_process.target)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: data is not a JPEG, PNG, BMP, GIF or WebP image"

@@ -5,7 +5,7 @@ from types import TracebackType
 
 import grpc
 
-from modelwire.api.v1 import inference_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc
+from modelwire.api.v1 import inference_pb2_grpc, models_pb2, models_pb2_grpc
 from modelwire.client._common import (
     CHANNEL_OPTIONS,
     ClassificationResult,
@@ -13,6 +13,7 @@ from modelwire.client._common import (
     classify_request,
     result,
     stream_outcome,
+    stream_requests,
     translate,
 )
 from modelwire.errors import ModelwireError
@@ -56,12 +57,7 @@ class AsyncClient:
     ) -> AsyncIterator[ClassificationResult | ModelwireError]:
         """Classify many images over one stream; yields one outcome per image, in order:
         a result, or the error for that image alone."""
-        requests = (
-            inference_pb2.ClassifyStreamRequest(
-                id=str(i), request=classify_request(image, model, version, top_k)
-            )
-            for i, image in enumerate(images)
-        )
+        requests = stream_requests(images, model, version, top_k)
         try:
             async for reply in self._inference.ClassifyStream(requests):
                 yield stream_outcome(reply)

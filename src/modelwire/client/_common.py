@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,16 @@ def classify_request(
     return inference_pb2.ClassifyRequest(
         model=model or "", version=version or 0, image=read_image(image), top_k=top_k
     )
+
+
+def stream_requests(
+    images: Iterable[ImageInput], model: str | None, version: int | None, top_k: int
+) -> Iterator[inference_pb2.ClassifyStreamRequest]:
+    """One stream message per image, ids "0", "1", ... in order, read lazily."""
+    for index, image in enumerate(images):
+        yield inference_pb2.ClassifyStreamRequest(
+            id=str(index), request=classify_request(image, model, version, top_k)
+        )
 
 
 def result(reply: inference_pb2.ClassifyResponse) -> ClassificationResult:

@@ -6,7 +6,7 @@ from typing import TypeVar
 
 import grpc
 
-from modelwire.api.v1 import inference_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc
+from modelwire.api.v1 import inference_pb2_grpc, models_pb2, models_pb2_grpc
 from modelwire.client._common import (
     CHANNEL_OPTIONS,
     ClassificationResult,
@@ -14,6 +14,7 @@ from modelwire.client._common import (
     classify_request,
     result,
     stream_outcome,
+    stream_requests,
     translate,
 )
 from modelwire.errors import ModelwireError
@@ -59,12 +60,7 @@ class Client:
     ) -> Iterator[ClassificationResult | ModelwireError]:
         """Classify many images over one stream; yields one outcome per image, in order:
         a result, or the error for that image alone."""
-        requests = (
-            inference_pb2.ClassifyStreamRequest(
-                id=str(i), request=classify_request(image, model, version, top_k)
-            )
-            for i, image in enumerate(images)
-        )
+        requests = stream_requests(images, model, version, top_k)
         try:
             for reply in self._inference.ClassifyStream(requests):
                 yield stream_outcome(reply)
