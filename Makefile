@@ -18,7 +18,7 @@ $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 
 # Runtime + dev tools + the train extra (PyTorch) that the training-script test needs.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,train]'
+	$(BIN)/pip install -q -e '.[dev,train,bench]'
 	touch $@ $(VENV)/.serve-installed
 
 # buf and the Node.js example's libraries, where npm exists (CI has it).
@@ -49,6 +49,7 @@ proto: $(VENV)/.dev-installed  ## regenerate src/modelwire/api from proto/
 bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	$(BIN)/python benchmarks/serve_latency.py
 	$(BIN)/python benchmarks/inference_throughput.py
+	$(BIN)/python benchmarks/grpc_vs_rest.py
 
 train-default-model: $(VENV)/.dev-installed  ## retrain the shipped digits model
 	$(BIN)/python scripts/train_default_model.py

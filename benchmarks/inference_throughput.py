@@ -33,7 +33,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from PIL import Image, ImageDraw, ImageFilter
-from processes import start, stop
+from processes import load, start, stop
 
 from modelwire.core.images import decode, preprocess
 from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
@@ -131,54 +131,6 @@ def single_image_latency_ms(folder: Path, image: bytes) -> float:
         classifier.run(preprocess(decode(image), classifier.preprocessing)[np.newaxis])
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1e3)
-
-
-def load(
-    target: str,
-    image: Path,
-    model: str,
-    mode: str,
-    concurrency: int,
-    duration: float,
-    repeat: int = 1,
-) -> dict[str, Any]:
-    """Run the load generator `repeat` times; the median run (by throughput) counts."""
-    runs = [_load_once(target, image, model, mode, concurrency, duration) for _ in range(repeat)]
-    runs.sort(key=lambda run: float(run["throughput_per_s"]))
-    median = runs[len(runs) // 2]
-    median["runs"] = [run["throughput_per_s"] for run in runs]
-    return median
-
-
-def _load_once(
-    target: str, image: Path, model: str, mode: str, concurrency: int, duration: float
-) -> dict[str, Any]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelwire",
-            "bench",
-            str(image),
-            "--target",
-            target,
-            "--model",
-            model,
-            "--mode",
-            mode,
-            "--concurrency",
-            str(concurrency),
-            "--duration",
-            str(duration),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    summary: dict[str, Any] = json.loads(result.stdout)
-    return summary
 
 
 def main() -> None:

@@ -1,10 +1,16 @@
-"""Start and stop the servers a benchmark measures, as subprocesses."""
+"""Start and stop the servers a benchmark measures, and run the load generator against
+them, as subprocesses."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 LISTENING = re.compile(r"(?:serving .*|echo listening) on 127\.0\.0\.1:(\d+)")
 
@@ -25,8 +31,70 @@ def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError(f"{command} did not start")
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the REST port, where 0 means "no REST")."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(process: subprocess.Popen[str]) -> None:
     process.terminate()
     process.wait(timeout=60)
     if process.stdout:
         process.stdout.close()
+
+
+def load(
+    target: str,
+    image: Path,
+    model: str,
+    mode: str,
+    concurrency: int,
+    duration: float,
+    repeat: int = 1,
+) -> dict[str, Any]:
+    """Run the load generator `repeat` times; the median run (by throughput) counts."""
+    runs = [_load_once(target, image, model, mode, concurrency, duration) for _ in range(repeat)]
+    runs.sort(key=lambda run: float(run["throughput_per_s"]))
+    median = runs[len(runs) // 2]
+    median["runs"] = [run["throughput_per_s"] for run in runs]
+    return median
+
+
+def _load_once(
+    target: str, image: Path, model: str, mode: str, concurrency: int, duration: float
+) -> dict[str, Any]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelwire",
+            "bench",
+            str(image),
+            "--target",
+            target,
+            "--model",
+            model,
+            "--mode",
+            mode,
+            "--concurrency",
+            str(concurrency),
+            "--duration",
+            str(duration),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary

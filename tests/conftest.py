@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ _LISTENING = re.compile(r"serving .* on 127\.0\.0\.1:(\d+)")
 @pytest.fixture
 async def server() -> AsyncIterator[RunningServer]:
     """An in-process server with the default model on 127.0.0.1, any free port."""
-    running = await build_server(load_settings(hosts=["127.0.0.1"], port=0, threads=2))
+    running = await build_server(load_settings(hosts=["127.0.0.1"], port=0, rest_port=0, threads=2))
     yield running
     await running.stop(None)
 
@@ -35,11 +36,12 @@ ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 @pytest.fixture
 async def start_server() -> AsyncIterator[ServerFactory]:
-    """Start in-process servers with the given settings (on 127.0.0.1, a free port)."""
+    """Start in-process servers with the given settings (on 127.0.0.1, a free port; no
+    REST unless asked for)."""
     started: list[RunningServer] = []
 
     async def start(**settings: Any) -> RunningServer:
-        options: dict[str, Any] = {"hosts": ["127.0.0.1"], "port": 0, "threads": 2}
+        options: dict[str, Any] = {"hosts": ["127.0.0.1"], "port": 0, "rest_port": 0, "threads": 2}
         options.update(settings)
         running = await build_server(load_settings(**options))
         started.append(running)
@@ -70,7 +72,10 @@ class ServeProcess:
 
 
 def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
-    """Run `modelwire serve ARGS` and wait for its "serving ... on" log line."""
+    """Run `modelwire serve ARGS` and wait for its "serving ... on" log line. Without
+    --rest-port among ARGS, the server has no REST gateway."""
+    if "--rest-port" not in args:
+        args = (*args, "--rest-port", "0")
     process = subprocess.Popen(
         [sys.executable, "-m", "modelwire", "serve", *args],
         stdout=subprocess.PIPE,
@@ -96,6 +101,14 @@ def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
     raise AssertionError("modelwire serve did not start:\n" + "".join(log))
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers where 0 does not mean "any")."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def stop_serve(serve: ServeProcess) -> int:
     if serve.process.poll() is None:
         serve.process.send_signal(signal.SIGTERM)
@@ -116,6 +129,34 @@ def serve_process() -> Iterator[ServeProcess]:
     serve = start_serve("--host", "127.0.0.1", "--port", "0", "--threads", "2")
     yield serve
     stop_serve(serve)
+
+
+@dataclass
+class RestServeProcess:
+    """`modelwire serve` with its REST gateway, in a subprocess."""
+
+    serve: ServeProcess
+    rest_port: int
+
+    @property
+    def rest_target(self) -> str:
+        return f"127.0.0.1:{self.rest_port}"
+
+
+@pytest.fixture(scope="session")
+def rest_serve_process() -> Iterator[RestServeProcess]:
+    """One `modelwire serve --rest-port` subprocess for the tests that talk HTTP to it."""
+    for attempt in range(3):
+        port = free_port()
+        try:
+            serve = start_serve("--host", "127.0.0.1", "--port", "0", "--rest-port", str(port))
+        except AssertionError:
+            if attempt == 2:
+                raise
+            continue  # the port was taken between probing and binding
+        yield RestServeProcess(serve, port)
+        assert stop_serve(serve) == 0
+        return
 
 
 @pytest.fixture

@@ -8,15 +8,20 @@ what was wrong and what to do, and never carries a traceback, a file path or a s
 from __future__ import annotations
 
 __all__ = [
+    "INTERNAL_MESSAGE",
     "InvalidInput",
     "ModelwireError",
     "NotFound",
     "NotReady",
     "Overloaded",
     "PermissionDenied",
+    "TooLarge",
     "Unauthenticated",
     "Unavailable",
 ]
+
+#: What a client sees of an unexpected server failure; the details stay in the server log.
+INTERNAL_MESSAGE = "internal server error; the server log has the details"
 
 
 class ModelwireError(Exception):
@@ -36,6 +41,10 @@ class InvalidInput(ModelwireError):
         super().__init__(message, status=status)
         #: The request field at fault ("image", "top_k", "model", ...), when one is.
         self.field = field
+
+
+class TooLarge(InvalidInput):
+    """The request or the image in it is bigger than the server accepts: send less."""
 
 
 class NotFound(ModelwireError):

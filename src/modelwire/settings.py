@@ -33,6 +33,13 @@ class Settings(BaseSettings):
         "serves other machines. ::1 is skipped where the machine has no IPv6.",
     )
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    rest_port: int = Field(
+        8080,
+        ge=0,
+        le=65535,
+        description="Port of the REST gateway (Open Inference Protocol REST, image "
+        "classify, API docs at /docs) on the same hosts; 0: no REST.",
+    )
     threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,

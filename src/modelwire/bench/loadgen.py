@@ -1,29 +1,47 @@
-"""A closed-loop load generator for Classify and ClassifyStream.
+"""A closed-loop load generator for modelwire's APIs, gRPC and REST.
 
 `concurrency` requests are kept in flight; what completes during `duration_s` seconds,
-after `warmup_s`, is counted. Unary mode runs that
-many callers, each sending its next call when the previous one answers; stream mode
-opens `streams` ClassifyStream calls and keeps concurrency/streams messages in flight on
-each. Latency is measured per request (per message in stream mode), send to answer.
+after `warmup_s`, is counted. Each mode runs that many callers, each sending its next
+request when the previous one answers, except stream mode, which opens `streams`
+ClassifyStream calls and keeps concurrency/streams messages in flight on each. Latency is
+measured per request (per message in stream mode), send to answer.
+
+Modes and their payloads:
+- unary: gRPC Classify with the image; stream: gRPC ClassifyStream with the image;
+- oip: Open Inference Protocol gRPC ModelInfer with an FP32 tensor (raw contents);
+- rest: POST /v1/models/{model}:classify with the image as the body;
+- rest-json: the same with JSON {"image_b64": ...};
+- oip-rest: POST /v2/models/{model}/infer with the FP32 tensor as JSON.
+HTTP modes need aiohttp (the `bench` extra): a client fast enough not to be what is
+measured.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import base64
+import json
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, get_args
 
 import grpc
 import numpy as np
 
+from modelwire.api.oip import grpc_predict_v2_pb2 as oip_pb
+from modelwire.api.oip import grpc_predict_v2_pb2_grpc as oip_grpc
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 
-__all__ = ["LoadResult", "run_load"]
+__all__ = ["MODES", "TENSOR_MODES", "LoadResult", "Mode", "run_load"]
 
-Mode = Literal["unary", "stream"]
+Mode = Literal["unary", "stream", "oip", "rest", "rest-json", "oip-rest"]
+MODES: tuple[str, ...] = get_args(Mode)
+#: Modes whose payload is a preprocessed FP32 tensor [N, ...] rather than image bytes.
+TENSOR_MODES = ("oip", "oip-rest")
+
 Record = Callable[[float, str | None], None]
+Send = Callable[[], Awaitable[str | None]]  # one request; None or the error's name
 
 
 @dataclass
@@ -34,6 +52,8 @@ class LoadResult:
     ok: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    #: Every request answered, warm-up and tail included: what the server did in the run.
+    answered: int = 0
 
     @property
     def throughput(self) -> float:
@@ -51,12 +71,13 @@ class LoadResult:
             "throughput_per_s": round(self.throughput, 1),
             "p50_ms": round(self.percentile_ms(50), 3),
             "p99_ms": round(self.percentile_ms(99), 3),
+            "answered": self.answered,
         }
 
 
 async def run_load(
     target: str,
-    image: bytes,
+    payload: bytes | np.ndarray,
     *,
     model: str = "",
     mode: Mode = "unary",
@@ -65,67 +86,99 @@ async def run_load(
     warmup_s: float = 1.0,
     streams: int = 4,
 ) -> LoadResult:
-    """Drive the server at `target` and return what it answered in the measured window."""
-    request = pb.ClassifyRequest(model=model, image=image)
-    async with grpc.aio.insecure_channel(
+    """Drive the server at `target` (HOST:PORT, gRPC or REST as the mode says) and return
+    what it answered in the measured window. `payload` is the encoded image, or for the
+    tensor modes the FP32 tensor."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if (mode in TENSOR_MODES) != isinstance(payload, np.ndarray):
+        raise ValueError(f"mode {mode} takes {'a tensor' if mode in TENSOR_MODES else 'bytes'}")
+    if mode.startswith(("rest", "oip-rest")) and not model:
+        raise ValueError("REST modes need the model's name")
+    window = _Window(mode, concurrency, duration_s, warmup_s)
+    if mode in ("unary", "stream"):
+        assert isinstance(payload, bytes)
+        await _classify_load(target, payload, model, mode, streams, window)
+    elif mode == "oip":
+        assert isinstance(payload, np.ndarray)
+        await _oip_load(target, payload, model, window)
+    else:
+        await _http_load(target, payload, model, mode, window)
+    return window.result
+
+
+class _Window:
+    """The measured window, and the record of what completed inside it."""
+
+    def __init__(self, mode: str, concurrency: int, duration_s: float, warmup_s: float):
+        self.result = LoadResult(mode, concurrency, duration_s)
+        self.concurrency = concurrency
+        self._duration_s = duration_s
+        self._warmup_s = warmup_s
+        self.stop_at = 0.0
+        self._measure_from = 0.0
+
+    def start(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._measure_from = now + self._warmup_s
+        self.stop_at = self._measure_from + self._duration_s
+
+    def record(self, sent: float, error: str | None) -> None:
+        # Count what completes inside the window, whenever it was sent: with long
+        # latencies, counting by send time would miss the window's last answers.
+        now = asyncio.get_running_loop().time()
+        self.result.answered += 1
+        if not self._measure_from <= now <= self.stop_at:
+            return
+        if error is None:
+            self.result.ok += 1
+            self.result.latencies.append(now - sent)
+        else:
+            self.result.errors[error] = self.result.errors.get(error, 0) + 1
+
+    async def run_callers(self, send: Send) -> None:
+        self.start()
+        await asyncio.gather(*(self._caller(send) for _ in range(self.concurrency)))
+
+    async def _caller(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        while loop.time() < self.stop_at:
+            sent = loop.time()
+            self.record(sent, await send())
+
+
+async def _grpc_call(call: Coroutine[Any, Any, object]) -> str | None:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return str(error.code().name)
+    return None
+
+
+def _channel(target: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
         target, options=[("grpc.max_receive_message_length", 64 << 20)]
-    ) as channel:
+    )
+
+
+async def _classify_load(
+    target: str, image: bytes, model: str, mode: str, streams: int, window: _Window
+) -> None:
+    request = pb.ClassifyRequest(model=model, image=image)
+    async with _channel(target) as channel:
         stub = pb_grpc.InferenceServiceStub(channel)
         await stub.Classify(request, wait_for_ready=True, timeout=60)
-        result = LoadResult(mode, concurrency, duration_s)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        measure_from = start + warmup_s
-        stop_at = measure_from + duration_s
-
-        def record(sent: float, error: str | None) -> None:
-            # Count what completes inside the window, whenever it was sent: with long
-            # latencies, counting by send time would miss the window's last answers.
-            now = loop.time()
-            if not measure_from <= now <= stop_at:
-                return
-            if error is None:
-                result.ok += 1
-                result.latencies.append(now - sent)
-            else:
-                result.errors[error] = result.errors.get(error, 0) + 1
-
         if mode == "unary":
-            await asyncio.gather(
-                *(_caller(stub, request, stop_at, record) for _ in range(concurrency))
-            )
-        else:
-            streams = max(1, min(streams, concurrency))
-            depth = max(1, concurrency // streams)
-            await asyncio.gather(
-                *(_streamer(stub, request, depth, stop_at, record) for _ in range(streams))
-            )
-        return result
-
-
-async def _caller(
-    stub: pb_grpc.InferenceServiceStub,
-    request: pb.ClassifyRequest,
-    stop_at: float,
-    record: Record,
-) -> None:
-    loop = asyncio.get_running_loop()
-    while loop.time() < stop_at:
-        sent = loop.time()
-        try:
-            await stub.Classify(request, timeout=30)
-        except grpc.aio.AioRpcError as error:
-            record(sent, error.code().name)
-        else:
-            record(sent, None)
+            await window.run_callers(lambda: _grpc_call(stub.Classify(request, timeout=30)))
+            return
+        window.start()
+        streams = max(1, min(streams, window.concurrency))
+        depth = max(1, window.concurrency // streams)
+        await asyncio.gather(*(_streamer(stub, request, depth, window) for _ in range(streams)))
 
 
 async def _streamer(
-    stub: pb_grpc.InferenceServiceStub,
-    request: pb.ClassifyRequest,
-    depth: int,
-    stop_at: float,
-    record: Record,
+    stub: pb_grpc.InferenceServiceStub, request: pb.ClassifyRequest, depth: int, window: _Window
 ) -> None:
     loop = asyncio.get_running_loop()
     call = stub.ClassifyStream()
@@ -148,8 +201,8 @@ async def _streamer(
             break
         sent = sent_at.pop(response.id)
         error = response.error.code if response.HasField("error") else None
-        record(sent, None if error is None else f"code {error}")
-        if sending and loop.time() < stop_at:
+        window.record(sent, None if error is None else f"code {error}")
+        if sending and loop.time() < window.stop_at:
             await send_one()
         elif sending:
             sending = False
@@ -157,3 +210,70 @@ async def _streamer(
     if sending:
         await call.done_writing()
     await call.code()
+
+
+async def _oip_load(target: str, tensor: np.ndarray, model: str, window: _Window) -> None:
+    async with _channel(target) as channel:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        metadata = await stub.ModelMetadata(
+            oip_pb.ModelMetadataRequest(name=model), wait_for_ready=True, timeout=60
+        )
+        request = oip_pb.ModelInferRequest(model_name=model)
+        request.inputs.add(name=metadata.inputs[0].name, datatype="FP32", shape=tensor.shape)
+        request.raw_input_contents.append(tensor.astype("<f4").tobytes())
+        await window.run_callers(lambda: _grpc_call(stub.ModelInfer(request, timeout=30)))
+
+
+def _http_request(
+    payload: bytes | np.ndarray, model: str, mode: str, input_name: str
+) -> tuple[str, bytes, str]:
+    """The path, body and content type of one HTTP request of this mode."""
+    if mode == "rest":
+        assert isinstance(payload, bytes)
+        return f"/v1/models/{model}:classify", payload, "application/octet-stream"
+    if mode == "rest-json":
+        assert isinstance(payload, bytes)
+        body = json.dumps({"image_b64": base64.b64encode(payload).decode()})
+        return f"/v1/models/{model}:classify", body.encode(), "application/json"
+    assert isinstance(payload, np.ndarray)
+    tensor = {
+        "name": input_name,
+        "shape": list(payload.shape),
+        "datatype": "FP32",
+        "data": payload.reshape(-1).tolist(),
+    }
+    return (
+        f"/v2/models/{model}/infer",
+        json.dumps({"inputs": [tensor]}).encode(),
+        "application/json",
+    )
+
+
+async def _http_load(
+    target: str, payload: bytes | np.ndarray, model: str, mode: str, window: _Window
+) -> None:
+    import aiohttp  # the `bench` extra; only these modes need it
+
+    base = f"http://{target}"
+    connector = aiohttp.TCPConnector(limit=window.concurrency)
+    async with aiohttp.ClientSession(base, connector=connector) as session:
+        input_name = ""
+        if mode == "oip-rest":
+            async with session.get(f"/v2/models/{model}") as response:
+                response.raise_for_status()
+                input_name = (await response.json())["inputs"][0]["name"]
+        path, body, content_type = _http_request(payload, model, mode, input_name)
+        headers = {"content-type": content_type}
+        timeout = aiohttp.ClientTimeout(total=30)
+
+        async def send() -> str | None:
+            try:
+                async with session.post(path, data=body, headers=headers, timeout=timeout) as r:
+                    await r.read()
+                    return None if r.status == 200 else f"HTTP {r.status}"
+            except (aiohttp.ClientError, TimeoutError) as error:
+                return type(error).__name__
+
+        if (error := await send()) is not None:
+            raise RuntimeError(f"the first {mode} request to {base}{path} failed: {error}")
+        await window.run_callers(send)

@@ -31,6 +31,9 @@ def serve(
         typer.Option(help="Address to listen on (repeatable). Default: 127.0.0.1 and ::1."),
     ] = None,
     port: Annotated[int | None, typer.Option(help="gRPC port (default 50051; 0: any).")] = None,
+    rest_port: Annotated[
+        int | None, typer.Option(help="REST gateway port (default 8080; 0: no REST).")
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Threads for decoding and inference (default: CPUs).")
     ] = None,
@@ -71,7 +74,7 @@ def serve(
         Path | None, typer.Option(help="TOML file with settings (flags and env win).")
     ] = None,
 ) -> None:
-    """Serve the models over gRPC until SIGTERM or Ctrl-C."""
+    """Serve the models over gRPC (and REST) until SIGTERM or Ctrl-C."""
     from modelwire.server.app import serve as run_server
     from modelwire.settings import load_settings
 
@@ -81,6 +84,7 @@ def serve(
             config,
             hosts=host,
             port=port,
+            rest_port=rest_port,
             threads=threads,
             grace_period_s=grace_period,
             max_message_bytes=max_message_bytes,
@@ -218,36 +222,62 @@ def models_reload(name: str, target: TargetOption = "localhost:50051") -> None:
 
 @app.command()
 def bench(
-    image: Annotated[Path, typer.Argument(help="Image file sent in every request.")],
-    target: TargetOption = "localhost:50051",
-    model: Annotated[str, typer.Option(help="Model name (default: the server's).")] = "",
+    payload: Annotated[
+        Path,
+        typer.Argument(
+            help="Image file sent in every request; for the oip and oip-rest modes, a .npy "
+            "file with the preprocessed FP32 tensor [N, ...]."
+        ),
+    ],
+    target: Annotated[
+        str, typer.Option(help="Server address HOST:PORT (the REST port for REST modes).")
+    ] = "localhost:50051",
+    model: Annotated[
+        str, typer.Option(help="Model name (default: the server's; REST modes need it).")
+    ] = "",
     mode: Annotated[
-        str, typer.Option(help="unary (Classify) or stream (ClassifyStream).")
+        str,
+        typer.Option(
+            help="unary (Classify), stream (ClassifyStream), oip (ModelInfer, FP32 tensor), "
+            "rest (raw image body), rest-json (base64 JSON), oip-rest (JSON tensor)."
+        ),
     ] = "unary",
     concurrency: Annotated[int, typer.Option(help="Requests kept in flight.")] = 8,
     duration: Annotated[float, typer.Option(help="Seconds measured, after 1 s of warm-up.")] = 5.0,
     streams: Annotated[int, typer.Option(help="Streams in stream mode.")] = 4,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Load a server with Classify or ClassifyStream calls; print throughput and latency."""
+    """Load a server with one kind of request; print throughput and latency."""
     import asyncio
     import json
 
-    from modelwire.bench.loadgen import run_load
+    import numpy as np
 
-    if mode not in ("unary", "stream"):
-        raise _fail("--mode is unary or stream")
-    result = asyncio.run(
-        run_load(
-            target,
-            image.read_bytes(),
-            model=model,
-            mode=mode,  # type: ignore[arg-type]
-            concurrency=concurrency,
-            duration_s=duration,
-            streams=streams,
+    from modelwire.bench.loadgen import MODES, TENSOR_MODES, run_load
+
+    if mode not in MODES:
+        raise _fail(f"--mode is one of {', '.join(MODES)}")
+    data: bytes | np.ndarray
+    if mode in TENSOR_MODES:
+        if payload.suffix != ".npy":
+            raise _fail(f"--mode {mode} sends a tensor: give a .npy file")
+        data = np.load(payload).astype(np.float32)
+    else:
+        data = payload.read_bytes()
+    try:
+        result = asyncio.run(
+            run_load(
+                target,
+                data,
+                model=model,
+                mode=mode,  # type: ignore[arg-type]
+                concurrency=concurrency,
+                duration_s=duration,
+                streams=streams,
+            )
         )
-    )
+    except (ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
     summary = result.summary()
     if json_output:
         typer.echo(json.dumps(summary))

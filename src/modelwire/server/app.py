@@ -2,7 +2,8 @@
 
 `build_server` wires the engine, the services, health and reflection into a grpc.aio
 server bound to the configured addresses and returns it started, with its bound port
-(port 0 picks a free one, which tests use). `serve` runs it until SIGTERM or SIGINT, then
+(port 0 picks a free one, which tests use), and the REST gateway over the same engine in
+the same event loop. `serve` runs it until SIGTERM or SIGINT, then
 drains: health goes NOT_SERVING, new calls are refused, calls in flight get the grace
 period to finish.
 """
@@ -25,6 +26,8 @@ from modelwire.api.v1 import inference_pb2_grpc, models_pb2_grpc
 from modelwire.core.images import DecodeLimits
 from modelwire.core.inference import InferenceEngine
 from modelwire.core.repository import DEFAULT_REPOSITORY
+from modelwire.rest.app import build_rest_app
+from modelwire.rest.server import RestServer
 from modelwire.server.health import HealthServicer
 from modelwire.server.servicers.compat import SERVICE_NAME as COMPAT_SERVICE
 from modelwire.server.servicers.compat import ImageClassifierServicer
@@ -56,6 +59,7 @@ class RunningServer:
     engine: InferenceEngine
     services: list[str] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    rest: RestServer | None = None
 
     async def stop(self, grace: float | None) -> None:
         """Health NOT_SERVING, refuse new calls, let calls in flight finish within
@@ -64,7 +68,10 @@ class RunningServer:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
-        await self.server.stop(grace)
+        stopping = [self.server.stop(grace)]
+        if self.rest is not None:
+            stopping.append(self.rest.stop())
+        await asyncio.gather(*stopping)
         await self.engine.close()
 
 
@@ -114,6 +121,17 @@ async def build_server(settings: Settings) -> RunningServer:
 
     port, addresses = _bind(server, settings.hosts, settings.port)
     await server.start()
+    rest = None
+    if settings.rest_port:
+        app = build_rest_app(engine, max_body_bytes=settings.max_message_bytes)
+        try:
+            rest = await RestServer.start(
+                app, settings.hosts, settings.rest_port, settings.grace_period_s
+            )
+        except BaseException:
+            await server.stop(None)
+            await engine.close()
+            raise
     for name in ["", *services]:
         health_servicer.set(name, SERVING)
     engine.models.add_listener(functools.partial(_model_health, health_servicer))
@@ -124,12 +142,19 @@ async def build_server(settings: Settings) -> RunningServer:
         background.append(
             asyncio.create_task(engine.models.poll_forever(settings.poll_repository_s))
         )
+    if rest is not None:
+        log.info(
+            "REST gateway on %s (API docs at /docs)",
+            ", ".join(f"http://{address}" for address in rest.addresses),
+        )
     log.info(
         "modelwire serving model(s) %s on %s",
         ", ".join(engine.models.names()) or "(none)",
         ", ".join(addresses),
     )
-    return RunningServer(server, port, addresses, health_servicer, engine, services, background)
+    return RunningServer(
+        server, port, addresses, health_servicer, engine, services, background, rest
+    )
 
 
 def _model_health(health: HealthServicer, model: str, serving: bool | None) -> None:

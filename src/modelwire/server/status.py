@@ -22,12 +22,14 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from modelwire.errors import (
+    INTERNAL_MESSAGE,
     InvalidInput,
     ModelwireError,
     NotFound,
     NotReady,
     Overloaded,
     PermissionDenied,
+    TooLarge,
     Unauthenticated,
     Unavailable,
 )
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 STATUS_CODES: dict[type[ModelwireError], grpc.StatusCode] = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    # Not RESOURCE_EXHAUSTED, which tells clients to retry: the same request fails again.
+    TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     NotReady: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -45,8 +49,6 @@ STATUS_CODES: dict[type[ModelwireError], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
-
-INTERNAL_MESSAGE = "internal server error; the server log has the details"
 
 
 def status_code(error: ModelwireError) -> grpc.StatusCode:

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.conftest import ServeProcess
+from tests.conftest import RestServeProcess, ServeProcess
 from tests.images import digit_bytes
 
 
@@ -49,6 +50,37 @@ def test_bench_against_modelwire(serve_process: ServeProcess, tmp_path: Path, mo
     assert summary["ok"] > 0
     assert summary["errors"] == {}
     assert float(summary["p99_ms"]) >= float(summary["p50_ms"]) > 0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["oip", "rest", "rest-json", "oip-rest"])
+def test_bench_modes_over_oip_and_rest(
+    rest_serve_process: RestServeProcess, tmp_path: Path, mode: str
+) -> None:
+    if mode in ("oip", "oip-rest"):
+        payload = tmp_path / "digit.npy"
+        np.save(payload, np.zeros((1, 1, 8, 8), np.float32))
+    else:
+        payload = tmp_path / "digit.png"
+        payload.write_bytes(digit_bytes(5))
+    target = rest_serve_process.serve.target if mode == "oip" else rest_serve_process.rest_target
+    summary = bench(target, payload, "--mode", mode, "--model", "digits")
+    assert summary["mode"] == mode
+    assert isinstance(summary["ok"], int)
+    assert summary["ok"] > 0
+    assert summary["errors"] == {}
+
+
+def test_bench_refuses_a_mismatched_payload(serve_process: ServeProcess, tmp_path: Path) -> None:
+    image = tmp_path / "digit.png"
+    image.write_bytes(digit_bytes(5))
+    result = subprocess.run(
+        [sys.executable, "-m", "modelwire", "bench", str(image), "--mode", "oip"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert ".npy" in result.stderr + result.stdout
 
 
 def test_bench_against_the_echo_server(tmp_path: Path) -> None:

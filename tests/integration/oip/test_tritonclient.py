@@ -3,10 +3,7 @@ and the protocol's edge cases with modelwire's own generated stubs."""
 
 from __future__ import annotations
 
-import json
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -17,6 +14,13 @@ from modelwire.api.oip import grpc_predict_v2_pb2 as pb
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.conftest import ServeProcess, ServerFactory
 from tests.images import digit_bytes
+from tests.integration.triton import (
+    check_errors,
+    check_health_and_metadata,
+    check_inference,
+    check_repository,
+    run_checks,
+)
 from tests.models import add_model
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -25,57 +29,15 @@ INVALID = "StatusCode.INVALID_ARGUMENT"
 
 @pytest.fixture(scope="module")
 def triton_results(serve_process: ServeProcess) -> dict[str, object]:
-    # tritonclient's own `inference` protos cannot share a process with modelwire's.
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).parent / "tritonclient_checks.py"),
-            serve_process.target,
-            str(ROOT / "examples/document_client/image.jpg"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    outcome: dict[str, object] = json.loads(result.stdout)
-    return outcome
+    return run_checks("grpc", serve_process.target)
 
 
 def test_liveness_readiness_and_metadata(triton_results: dict[str, object]) -> None:
-    assert triton_results["live"] is True
-    assert triton_results["ready"] is True
-    assert triton_results["model_ready"] is True
-    assert triton_results["model_ready_v1"] is True
-    assert triton_results["server"] == {
-        "name": "modelwire",
-        "version": triton_results["server"]["version"],  # type: ignore[index]
-        "extensions": ["classification", "model_repository"],
-    }
-    assert triton_results["metadata"] == {
-        "name": "digits",
-        "versions": ["1"],
-        "platform": "onnxruntime_onnx",
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": ["-1", "1", "8", "8"]}],
-        "outputs": [{"name": "logits", "datatype": "FP32", "shape": ["-1", "10"]}],
-    }
+    check_health_and_metadata(triton_results)
 
 
-def test_bytes_images_with_the_classification_extension(triton_results: dict[str, object]) -> None:
-    classes = triton_results["classes"]
-    assert isinstance(classes, list)
-    assert len(classes) == 2
-    for row in classes:
-        score, index, label = row[0].split(":")
-        assert (index, label) == ("7", "7")
-        assert 0.9 < float(score) <= 1
-        assert len(row) == 3
-
-
-def test_fp32_tensors_raw_and_typed(triton_results: dict[str, object]) -> None:
-    assert triton_results["fp32_shape"] == [3, 10]
-    assert triton_results["fp32_sums"] == pytest.approx([1.0, 1.0, 1.0], abs=1e-4)
-    assert triton_results["fp32_top"] == [1, 1, 1]
+def test_bytes_images_classification_and_fp32(triton_results: dict[str, object]) -> None:
+    check_inference(triton_results)
     assert triton_results["typed_equal"] is True
 
 
@@ -88,24 +50,11 @@ def test_stream_infer_answers_every_request(triton_results: dict[str, object]) -
 
 
 def test_repository_extension(triton_results: dict[str, object]) -> None:
-    assert triton_results["index"] == [["digits", "1", "READY"]]
-    assert triton_results["ready_after_unload"] is False
-    assert triton_results["ready_after_load"] is True
+    check_repository(triton_results)
 
 
 def test_errors_reach_tritonclient_with_their_codes(triton_results: dict[str, object]) -> None:
-    errors = triton_results["errors"]
-    assert isinstance(errors, dict)
-    assert errors["unknown_model"][0] == "StatusCode.NOT_FOUND"
-    assert errors["wrong_shape"] == [
-        INVALID,
-        "input 'input': FP32 shape must be [N, 1, 8, 8], got [1, 1, 8, 9]",
-    ]
-    assert errors["wrong_name"] == [INVALID, "unknown input 'pixels': the model's input is 'input'"]
-    assert errors["wrong_datatype"][0] == INVALID
-    assert "datatype 'INT32' is not accepted" in errors["wrong_datatype"][1]
-    assert errors["bad_image"] == [INVALID, "data is not a JPEG, PNG, BMP, GIF or WebP image"]
-    assert errors["load_unknown"][0] == "StatusCode.NOT_FOUND"
+    check_errors(triton_results, INVALID, "StatusCode.NOT_FOUND")
 
 
 def infer_request(**fields: object) -> pb.ModelInferRequest:

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 from modelwire.core.inference import InferenceEngine
-from modelwire.errors import ModelwireError
+from modelwire.errors import INTERNAL_MESSAGE, ModelwireError
 from modelwire.server.convert import classify_response
-from modelwire.server.status import INTERNAL_MESSAGE, Context, grpc_errors, status_code
+from modelwire.server.status import Context, grpc_errors, status_code
 from modelwire.server.streams import answer_in_order
 
 __all__ = ["SERVICE_NAME", "InferenceServicer"]

@@ -1,26 +1,35 @@
 """The Open Inference Protocol's GRPCInferenceService (KServe v2), over the same engine.
 
-Every image model takes its input two ways: the preprocessed FP32 tensor
-[N, *per-image shape] (raw_input_contents or typed contents), or a BYTES tensor [N] of
-encoded images, decoded and preprocessed on the server. The output is the FP32
-probabilities [N, classes]; with the classification extension (an output requested with
-the `classification` parameter) it is BYTES [N, k] of "score:index:label".
+The protocol's rules live in `modelwire.core.oip`; this module turns its messages into
+those objects and back. Inputs come in raw_input_contents or typed contents; outputs
+always leave in raw_output_contents: the FP32 probabilities [N, classes], or with the
+classification extension BYTES [N, k] of "score:index:label".
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import AsyncIterator
-
-import numpy as np
 
 from modelwire import __version__
 from modelwire.api.oip import grpc_predict_v2_pb2 as pb
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from modelwire.core.inference import Inference, InferenceEngine
-from modelwire.errors import InvalidInput, ModelwireError, NotReady
-from modelwire.server.status import INTERNAL_MESSAGE, Context, grpc_errors
+from modelwire.core.oip import (
+    EXTENSIONS,
+    InputTensor,
+    classification_elements,
+    image_items,
+    load_model,
+    model_metadata,
+    model_ready,
+    pack_bytes_elements,
+    parse_version,
+    repository_index,
+    server_ready,
+)
+from modelwire.errors import INTERNAL_MESSAGE, InvalidInput, ModelwireError
+from modelwire.server.status import Context, grpc_errors
 from modelwire.server.streams import answer_in_order
 
 log = logging.getLogger(__name__)
@@ -28,38 +37,6 @@ log = logging.getLogger(__name__)
 __all__ = ["SERVICE_NAME", "OipServicer"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
-PLATFORM = "onnxruntime_onnx"
-EXTENSIONS = ["classification", "model_repository"]
-
-
-def parse_version(version: str) -> int | None:
-    if not version:
-        return None
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidInput(f"model_version must be a positive number, got {version[:32]!r}")
-    return int(version)
-
-
-def unpack_bytes_elements(raw: bytes, count: int, tensor: str) -> list[bytes]:
-    """BYTES tensor elements from raw contents: each a 4-byte little-endian length, then
-    that many bytes."""
-    elements, offset = [], 0
-    while offset < len(raw):
-        if offset + 4 > len(raw):
-            raise InvalidInput(f"input {tensor!r}: raw BYTES contents end inside a length prefix")
-        (length,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        if offset + length > len(raw):
-            raise InvalidInput(f"input {tensor!r}: a BYTES element runs past the raw contents")
-        elements.append(raw[offset : offset + length])
-        offset += length
-    if len(elements) != count:
-        raise InvalidInput(f"input {tensor!r}: shape says {count} elements, got {len(elements)}")
-    return elements
-
-
-def pack_bytes_elements(elements: list[bytes]) -> bytes:
-    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
 
 
 class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -77,51 +54,39 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ServerReady(
         self, request: pb.ServerReadyRequest, context: Context
     ) -> pb.ServerReadyResponse:
-        models = self._engine.models
-        return pb.ServerReadyResponse(ready=any(models.is_serving(n) for n in models.names()))
+        return pb.ServerReadyResponse(ready=server_ready(self._engine.models))
 
     @grpc_errors
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: Context
     ) -> pb.ModelReadyResponse:
-        try:
-            self._engine.models.resolve(request.name, parse_version(request.version))
-        except NotReady:
-            return pb.ModelReadyResponse(ready=False)
-        return pb.ModelReadyResponse(ready=True)
+        return pb.ModelReadyResponse(
+            ready=model_ready(self._engine.models, request.name, request.version)
+        )
 
     @grpc_errors
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: Context
     ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(
-            name="modelwire", version=__version__, extensions=EXTENSIONS
+            name="modelwire", version=__version__, extensions=list(EXTENSIONS)
         )
 
     @grpc_errors
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: Context
     ) -> pb.ModelMetadataResponse:
-        served = self._engine.models.resolve(request.name, parse_version(request.version))
-        classifier = served.classifier
-        assert classifier is not None  # a READY version has one
-        status = self._engine.models.status(served.model)
+        metadata = model_metadata(self._engine.models, request.name, request.version)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
-            name=served.model,
-            versions=[str(v.version) for v in status.versions if v.state == "READY"],
-            platform=PLATFORM,
+            name=metadata.name,
+            versions=metadata.versions,
+            platform=metadata.platform,
             inputs=[
-                tensor(
-                    name=classifier.input_name, datatype="FP32", shape=[-1, *classifier.input_shape]
-                )
+                tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.inputs
             ],
             outputs=[
-                tensor(
-                    name=classifier.output_name,
-                    datatype="FP32",
-                    shape=[-1, len(classifier.source.labels)],
-                )
+                tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in metadata.outputs
             ],
         )
 
@@ -156,30 +121,17 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.RepositoryIndexRequest, context: Context
     ) -> pb.RepositoryIndexResponse:
         index = pb.RepositoryIndexResponse()
-        for status in self._engine.models.statuses():
-            if not status.versions:
-                if not request.ready:
-                    index.models.add(name=status.name, state="UNAVAILABLE", reason=status.reason)
-                continue
-            for version in status.versions:
-                state = "UNAVAILABLE" if version.state == "FAILED" else str(version.state)
-                if request.ready and state != "READY":
-                    continue
-                index.models.add(
-                    name=status.name,
-                    version=str(version.version),
-                    state=state,
-                    reason=version.reason,
-                )
+        for entry in repository_index(self._engine.models, request.ready):
+            index.models.add(
+                name=entry.name, version=entry.version, state=entry.state, reason=entry.reason
+            )
         return index
 
     @grpc_errors
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> pb.RepositoryModelLoadResponse:
-        status = await self._engine.models.load(request.model_name)
-        if status.state != "READY":
-            raise InvalidInput(f"model {status.name!r} failed to load: {status.reason}")
+        await load_model(self._engine.models, request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     @grpc_errors
@@ -194,7 +146,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         served = self._engine.models.resolve(request.model_name, version)
         classifier = served.classifier
         assert classifier is not None
-        items = self._inputs(request, classifier.input_name, classifier.input_shape)
+        items = image_items(self._input_tensors(request), classifier)
         result = await self._engine.infer(items, served.model, served.version)
         response = pb.ModelInferResponse(
             model_name=result.model, model_version=str(result.version), id=request.id
@@ -202,54 +154,19 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._outputs(request, result, response)
         return response
 
-    def _inputs(
-        self, request: pb.ModelInferRequest, name: str, shape: tuple[int, ...]
-    ) -> list[bytes | np.ndarray]:
-        if len(request.inputs) != 1:
-            raise InvalidInput(
-                f"the model takes exactly one input, {name!r}; got {len(request.inputs)}"
+    @staticmethod
+    def _input_tensors(request: pb.ModelInferRequest) -> list[InputTensor]:
+        tensors = []
+        for i, tensor in enumerate(request.inputs):
+            raw = request.raw_input_contents[i] if i < len(request.raw_input_contents) else None
+            contents = tensor.contents
+            values = (
+                contents.bytes_contents if tensor.datatype == "BYTES" else contents.fp32_contents
             )
-        tensor = request.inputs[0]
-        if tensor.name != name:
-            raise InvalidInput(f"unknown input {tensor.name!r}: the model's input is {name!r}")
-        raw = request.raw_input_contents[0] if request.raw_input_contents else None
-        dims = list(tensor.shape)
-        if tensor.datatype == "BYTES":
-            if len(dims) != 1 or dims[0] < 1:
-                raise InvalidInput(
-                    f"input {name!r}: a BYTES input of encoded images has shape [N], got {dims}"
-                )
-            if raw is not None:
-                return list(unpack_bytes_elements(raw, dims[0], name))
-            elements = list(tensor.contents.bytes_contents)
-            if len(elements) != dims[0]:
-                raise InvalidInput(
-                    f"input {name!r}: shape says {dims[0]} elements, got {len(elements)}"
-                )
-            return list(elements)
-        if tensor.datatype != "FP32":
-            raise InvalidInput(
-                f"input {name!r}: datatype {tensor.datatype!r} is not accepted; send FP32 "
-                f"[N, {', '.join(map(str, shape))}] or BYTES [N] of encoded images"
+            tensors.append(
+                InputTensor(tensor.name, tensor.datatype, list(tensor.shape), raw, list(values))
             )
-        if len(dims) != 1 + len(shape) or dims[1:] != list(shape) or dims[0] < 1:
-            raise InvalidInput(
-                f"input {name!r}: FP32 shape must be [N, {', '.join(map(str, shape))}], got {dims}"
-            )
-        count = int(np.prod(dims))
-        if raw is not None:
-            if len(raw) != count * 4:
-                raise InvalidInput(
-                    f"input {name!r}: shape {dims} needs {count * 4} bytes of FP32, got {len(raw)}"
-                )
-            values = np.frombuffer(raw, dtype="<f4")
-        else:
-            values = np.asarray(tensor.contents.fp32_contents, dtype=np.float32)
-            if values.size != count:
-                raise InvalidInput(
-                    f"input {name!r}: shape {dims} needs {count} FP32 values, got {values.size}"
-                )
-        return list(values.astype(np.float32).reshape(dims))
+        return tensors
 
     def _outputs(
         self, request: pb.ModelInferRequest, result: Inference, response: pb.ModelInferResponse
@@ -267,18 +184,9 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             tensor = response.outputs.add(name=name)
             if "classification" in output.parameters:
                 top = int(output.parameters["classification"].int64_param)
-                if top < 1:
-                    raise InvalidInput("the classification parameter must be at least 1")
-                top = min(top, probabilities.shape[1])
-                ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
-                labels = result.labels
-                elements = [
-                    f"{probabilities[row, i]:f}:{i}:{labels[i]}".encode()
-                    for row in range(len(probabilities))
-                    for i in ranked[row]
-                ]
+                elements = classification_elements(probabilities, result.labels, top)
                 tensor.datatype = "BYTES"
-                tensor.shape.extend([len(probabilities), top])
+                tensor.shape.extend([len(probabilities), len(elements) // len(probabilities)])
                 response.raw_output_contents.append(pack_bytes_elements(elements))
             else:
                 tensor.datatype = "FP32"

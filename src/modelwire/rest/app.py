@@ -1,0 +1,62 @@
+"""The REST gateway's FastAPI application, over the gRPC server's engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from modelwire import __version__
+from modelwire.core.inference import InferenceEngine
+from modelwire.rest.classify import ClassifyRequest, classify_router
+from modelwire.rest.errors import install_error_handlers
+from modelwire.rest.oip import InferenceRequest, oip_router
+
+__all__ = ["build_rest_app"]
+
+DESCRIPTION = """\
+HTTP/JSON beside modelwire's gRPC API, over the same models and batchers.
+
+- `POST /v1/models/{name}:classify`: send a picture, get ranked classes.
+- `/v2/...`: the Open Inference Protocol (KServe v2) REST API, with the binary tensor
+  data, classification and model repository extensions.
+
+Every error is JSON `{"error": "..."}` with 400 (bad request), 404 (no such model),
+413 (too large), 429 (overloaded: retry after the Retry-After header) or 503 (not ready).
+"""
+
+# Bodies these routes read themselves (raw images, binary tensors) are documented by
+# reference; their schemas join the generated ones here.
+_BODY_MODELS: tuple[type[BaseModel], ...] = (InferenceRequest, ClassifyRequest)
+
+
+def build_rest_app(engine: InferenceEngine, *, max_body_bytes: int) -> FastAPI:
+    app = FastAPI(title="modelwire", version=__version__, description=DESCRIPTION)
+    install_error_handlers(app)
+    app.include_router(classify_router(engine, max_body_bytes))
+    app.include_router(oip_router(engine, max_body_bytes))
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in _BODY_MODELS:
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi

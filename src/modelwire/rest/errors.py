@@ -1,0 +1,93 @@
+"""modelwire errors → HTTP status codes: the one table, and the handlers that apply it.
+
+Every error leaves as JSON `{"error": "..."}` (the Open Inference Protocol's error
+object). Overload adds a Retry-After header. Anything unexpected is a 500 with a log line
+on the server and no traceback for the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from modelwire.errors import (
+    INTERNAL_MESSAGE,
+    InvalidInput,
+    ModelwireError,
+    NotFound,
+    NotReady,
+    Overloaded,
+    PermissionDenied,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
+
+__all__ = [
+    "HTTP_CODES",
+    "describe_problems",
+    "error_response",
+    "http_code",
+    "install_error_handlers",
+]
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES: dict[type[ModelwireError], int] = {
+    InvalidInput: 400,
+    TooLarge: 413,
+    NotFound: 404,
+    Overloaded: 429,
+    NotReady: 503,
+    Unavailable: 503,
+    Unauthenticated: 401,
+    PermissionDenied: 403,
+}
+
+
+def http_code(error: ModelwireError) -> int:
+    """The HTTP code for an error, found by its class or the nearest base class."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_CODES:
+            return HTTP_CODES[cls]
+    return 500
+
+
+def error_response(error: ModelwireError) -> JSONResponse:
+    headers = {}
+    if isinstance(error, Overloaded):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    return JSONResponse({"error": error.message}, http_code(error), headers)
+
+
+def describe_problems(problems: Sequence[Any]) -> str:
+    """Pydantic's validation errors as one line: where, and what is wrong there."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in p['loc']) or 'body'}: {p['msg']}" for p in problems
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ModelwireError)
+    async def modelwire_error(request: Request, error: ModelwireError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": f"invalid request: {describe_problems(error.errors())}"}, 400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, error.status_code, error.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=error)
+        return JSONResponse({"error": INTERNAL_MESSAGE}, 500)

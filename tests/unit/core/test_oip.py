@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelwire.core.oip import (
+    classification_elements,
+    pack_bytes_elements,
+    parse_version,
+    unpack_bytes_elements,
+)
+from modelwire.errors import InvalidInput
+
+
+def test_bytes_elements_round_trip() -> None:
+    elements = [b"", b"a", b"\x00\xff" * 300]
+    packed = pack_bytes_elements(elements)
+    assert unpack_bytes_elements(packed, 3, "t") == elements
+
+
+@pytest.mark.parametrize(
+    ("raw", "count", "message"),
+    [
+        (b"\x05\x00", 1, "inside a length prefix"),
+        (b"\x05\x00\x00\x00abc", 1, "runs past"),
+        (pack_bytes_elements([b"a", b"b"]), 3, "shape says 3 elements, got 2"),
+    ],
+)
+def test_bad_raw_bytes_contents(raw: bytes, count: int, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        unpack_bytes_elements(raw, count, "t")
+
+
+def test_classification_ranks_each_row() -> None:
+    probabilities = np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]], np.float32)
+    labels = ["cat", "dog", "eel"]
+    assert classification_elements(probabilities, labels, 2) == [
+        b"0.700000:1:dog",
+        b"0.200000:2:eel",
+        b"0.500000:0:cat",
+        b"0.300000:2:eel",
+    ]
+    assert len(classification_elements(probabilities, labels, 10)) == 6  # capped at 3 each
+    with pytest.raises(InvalidInput):
+        classification_elements(probabilities, labels, 0)
+
+
+@pytest.mark.parametrize(("text", "version"), [("", None), ("1", 1), ("12", 12)])
+def test_versions(text: str, version: int | None) -> None:
+    assert parse_version(text) == version
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "v1", "1.0", " 1"])
+def test_bad_versions(text: str) -> None:
+    with pytest.raises(InvalidInput, match="positive number"):
+        parse_version(text)
