@@ -14,6 +14,7 @@ import pytest
 
 from modelwire.api.v1 import inference_pb2, inference_pb2_grpc
 from modelwire.server.app import RunningServer
+from tests.conftest import ServerFactory
 from tests.images import (
     digit_bytes,
     digit_photo,
@@ -198,3 +199,8 @@ async def test_api_docs_describe_the_routes(http: httpx.AsyncClient) -> None:
     assert {"ClassifyRequest", "ClassifyResponse", "InferenceRequest", "RequestInput"} <= set(
         components
     )
+
+
+async def test_rest_port_zero_serves_no_rest(start_server: ServerFactory) -> None:
+    server = await start_server(rest_port=0)
+    assert server.rest is None
