@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -24,9 +25,18 @@ _LISTENING = re.compile(r"serving .* on 127\.0\.0\.1:(\d+)")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
-    """An in-process server with the default model on 127.0.0.1, any free port."""
-    running = await build_server(load_settings(hosts=["127.0.0.1"], port=0, rest_port=0, threads=2))
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
+    """An in-process server with the default model on 127.0.0.1, any free port, a fresh
+    data directory."""
+    running = await build_server(
+        load_settings(
+            hosts=["127.0.0.1"],
+            port=0,
+            rest_port=0,
+            threads=2,
+            data_dir=tmp_path_factory.mktemp("data"),
+        )
+    )
     yield running
     await running.stop(None)
 
@@ -35,13 +45,19 @@ ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
 @pytest.fixture
-async def start_server() -> AsyncIterator[ServerFactory]:
-    """Start in-process servers with the given settings (on 127.0.0.1, a free port; no
-    REST unless asked for)."""
+async def start_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerFactory]:
+    """Start in-process servers with the given settings (on 127.0.0.1, a free port, a
+    fresh data directory; no REST unless asked for)."""
     started: list[RunningServer] = []
 
     async def start(**settings: Any) -> RunningServer:
-        options: dict[str, Any] = {"hosts": ["127.0.0.1"], "port": 0, "rest_port": 0, "threads": 2}
+        options: dict[str, Any] = {
+            "hosts": ["127.0.0.1"],
+            "port": 0,
+            "rest_port": 0,
+            "threads": 2,
+            "data_dir": tmp_path_factory.mktemp("data"),
+        }
         options.update(settings)
         running = await build_server(load_settings(**options))
         started.append(running)
@@ -73,9 +89,12 @@ class ServeProcess:
 
 def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
     """Run `modelwire serve ARGS` and wait for its "serving ... on" log line. Without
-    --rest-port among ARGS, the server has no REST gateway."""
+    --rest-port among ARGS, the server has no REST gateway; without --data-dir, a fresh
+    data directory."""
     if "--rest-port" not in args:
         args = (*args, "--rest-port", "0")
+    if "--data-dir" not in args:
+        args = (*args, "--data-dir", tempfile.mkdtemp(prefix="modelwire-data-"))
     process = subprocess.Popen(
         [sys.executable, "-m", "modelwire", "serve", *args],
         stdout=subprocess.PIPE,

@@ -38,6 +38,7 @@ def test_exported_names() -> None:
         "ClassScore",
         "ClassificationResult",
         "Client",
+        "Example",
         "ImageInput",
     ]
     for name in modelwire.errors.__all__:

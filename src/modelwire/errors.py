@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __all__ = [
     "INTERNAL_MESSAGE",
+    "AlreadyExists",
+    "FailedPrecondition",
     "InvalidInput",
     "ModelwireError",
     "NotFound",
@@ -49,6 +51,15 @@ class TooLarge(InvalidInput):
 
 class NotFound(ModelwireError):
     """The named model, version or resource does not exist."""
+
+
+class AlreadyExists(ModelwireError):
+    """What the request would create exists already (a dataset of that name)."""
+
+
+class FailedPrecondition(ModelwireError):
+    """The request is well formed but the state it needs is missing (a dataset with too
+    few labels to train on, the training extra not installed): fix that, then retry."""
 
 
 class NotReady(ModelwireError):

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
@@ -81,6 +82,28 @@ class Settings(BaseSettings):
         None,
         description="The model used when a request names none (default: digits if served, "
         "else the first by name).",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("modelwire")),
+        description="Where datasets, training jobs and trained model versions are kept "
+        "(default: the platform's per-user data folder).",
+    )
+    max_upload_examples: int = Field(
+        1_000_000, ge=1, description="Most examples one UploadExamples stream may carry."
+    )
+    max_example_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=64,
+        description="Largest image accepted into a dataset, in bytes.",
+    )
+    training_jobs: int = Field(
+        1, ge=1, le=64, description="Training jobs run at once; the others queue."
+    )
+    training_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="PyTorch threads per training job (few, so serving keeps its latency).",
     )
     poll_repository_s: float = Field(
         0.0,

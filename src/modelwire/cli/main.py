@@ -70,6 +70,22 @@ def serve(
     reflection: Annotated[
         bool | None, typer.Option("--reflection/--no-reflection", help="Serve reflection.")
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where datasets, jobs and trained versions are kept."),
+    ] = None,
+    max_upload_examples: Annotated[
+        int | None, typer.Option(help="Most examples per upload stream (default 1,000,000).")
+    ] = None,
+    max_example_bytes: Annotated[
+        int | None, typer.Option(help="Largest image accepted into a dataset (default 10 MiB).")
+    ] = None,
+    training_jobs: Annotated[
+        int | None, typer.Option(help="Training jobs run at once (default 1).")
+    ] = None,
+    training_threads: Annotated[
+        int | None, typer.Option(help="PyTorch threads per training job (default 1).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with settings (flags and env win).")
     ] = None,
@@ -95,6 +111,11 @@ def serve(
             poll_repository_s=poll_repository,
             stream_window=stream_window,
             reflection=reflection,
+            data_dir=data_dir,
+            max_upload_examples=max_upload_examples,
+            max_example_bytes=max_example_bytes,
+            training_jobs=training_jobs,
+            training_threads=training_threads,
         )
     except (ValidationError, FileNotFoundError) as exc:
         raise _fail(f"bad settings: {exc}") from None

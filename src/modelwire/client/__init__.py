@@ -9,7 +9,14 @@ the server's message and `.status`, the gRPC status name.
 """
 
 from modelwire.client._async import AsyncClient
-from modelwire.client._common import ClassificationResult, ClassScore, ImageInput
+from modelwire.client._common import ClassificationResult, ClassScore, Example, ImageInput
 from modelwire.client._sync import Client
 
-__all__ = ["AsyncClient", "ClassScore", "ClassificationResult", "Client", "ImageInput"]
+__all__ = [
+    "AsyncClient",
+    "ClassScore",
+    "ClassificationResult",
+    "Client",
+    "Example",
+    "ImageInput",
+]

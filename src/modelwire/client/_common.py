@@ -9,8 +9,10 @@ from pathlib import Path
 
 import grpc
 
-from modelwire.api.v1 import inference_pb2
+from modelwire.api.v1 import datasets_pb2, inference_pb2
 from modelwire.errors import (
+    AlreadyExists,
+    FailedPrecondition,
     InvalidInput,
     ModelwireError,
     NotFound,
@@ -32,6 +34,8 @@ CHANNEL_OPTIONS = [
 _ERRORS: dict[grpc.StatusCode, type[ModelwireError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
     grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
@@ -87,6 +91,32 @@ def stream_requests(
     for index, image in enumerate(images):
         yield inference_pb2.ClassifyStreamRequest(
             id=str(index), request=classify_request(image, model, version, top_k)
+        )
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled image to upload; `client_id` comes back with its reason if refused
+    (default: the file name, for a path)."""
+
+    label: str
+    image: ImageInput
+    client_id: str = ""
+
+
+def upload_requests(
+    dataset: str, examples: Iterable[Example]
+) -> Iterator[datasets_pb2.UploadExamplesRequest]:
+    """One message per example, read lazily; the first names the dataset."""
+    for index, example in enumerate(examples):
+        client_id = example.client_id
+        if not client_id and not isinstance(example.image, bytes | bytearray | memoryview):
+            client_id = str(example.image)
+        yield datasets_pb2.UploadExamplesRequest(
+            dataset=dataset if index == 0 else "",
+            label=example.label,
+            image=read_image(example.image),
+            client_id=client_id,
         )
 
 

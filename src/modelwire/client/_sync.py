@@ -6,16 +6,26 @@ from typing import TypeVar
 
 import grpc
 
-from modelwire.api.v1 import inference_pb2_grpc, models_pb2, models_pb2_grpc
+from modelwire.api.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    inference_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
 from modelwire.client._common import (
     CHANNEL_OPTIONS,
     ClassificationResult,
+    Example,
     ImageInput,
     classify_request,
     result,
     stream_outcome,
     stream_requests,
     translate,
+    upload_requests,
 )
 from modelwire.errors import ModelwireError
 
@@ -31,6 +41,8 @@ class Client:
         self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
+        self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
+        self._training = training_pb2_grpc.TrainingServiceStub(self._channel)
 
     def classify(
         self,
@@ -98,6 +110,84 @@ class Client:
             self._models.ReloadModel, models_pb2.ReloadModelRequest(name=name)
         )
         return reply.model
+
+    def create_dataset(self, name: str, description: str = "") -> datasets_pb2.Dataset:
+        reply: datasets_pb2.CreateDatasetResponse = self._call(
+            self._datasets.CreateDataset,
+            datasets_pb2.CreateDatasetRequest(name=name, description=description),
+        )
+        return reply.dataset
+
+    def list_datasets(self) -> list[datasets_pb2.Dataset]:
+        reply: datasets_pb2.ListDatasetsResponse = self._call(
+            self._datasets.ListDatasets, datasets_pb2.ListDatasetsRequest()
+        )
+        return list(reply.datasets)
+
+    def get_dataset(self, name: str) -> datasets_pb2.Dataset:
+        reply: datasets_pb2.GetDatasetResponse = self._call(
+            self._datasets.GetDataset, datasets_pb2.GetDatasetRequest(name=name)
+        )
+        return reply.dataset
+
+    def delete_dataset(self, name: str) -> None:
+        self._call(self._datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=name))
+
+    def upload_examples(
+        self, dataset: str, examples: Iterable[Example]
+    ) -> datasets_pb2.UploadExamplesResponse:
+        """Upload labelled images over one stream (no deadline: as long as it takes);
+        the reply counts what was accepted, what the dataset held already, and each
+        refused example with its reason."""
+        try:
+            reply: datasets_pb2.UploadExamplesResponse = self._datasets.UploadExamples(
+                upload_requests(dataset, examples)
+            )
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return reply
+
+    def export_examples(self, dataset: str) -> Iterator[datasets_pb2.ExportExamplesResponse]:
+        """Every example of a dataset: label, image bytes and SHA-256."""
+        try:
+            yield from self._datasets.ExportExamples(
+                datasets_pb2.ExportExamplesRequest(dataset=dataset)
+            )
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+
+    def start_training(self, config: training_pb2.TrainingConfig) -> training_pb2.TrainingJob:
+        """Queue a training job; zero fields of `config` take the server's defaults."""
+        reply: training_pb2.StartTrainingResponse = self._call(
+            self._training.StartTraining, training_pb2.StartTrainingRequest(config=config)
+        )
+        return reply.job
+
+    def watch_training(self, job_id: str) -> Iterator[training_pb2.TrainingJob]:
+        """The job now, then again on every change, until it ends."""
+        try:
+            for reply in self._training.WatchTraining(training_pb2.WatchTrainingRequest(id=job_id)):
+                yield reply.job
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+
+    def cancel_training(self, job_id: str) -> training_pb2.TrainingJob:
+        reply: training_pb2.CancelTrainingResponse = self._call(
+            self._training.CancelTraining, training_pb2.CancelTrainingRequest(id=job_id)
+        )
+        return reply.job
+
+    def list_training_jobs(self) -> list[training_pb2.TrainingJob]:
+        reply: training_pb2.ListTrainingJobsResponse = self._call(
+            self._training.ListTrainingJobs, training_pb2.ListTrainingJobsRequest()
+        )
+        return list(reply.jobs)
+
+    def get_training_job(self, job_id: str) -> training_pb2.TrainingJob:
+        reply: training_pb2.GetTrainingJobResponse = self._call(
+            self._training.GetTrainingJob, training_pb2.GetTrainingJobRequest(id=job_id)
+        )
+        return reply.job
 
     def _call(self, method: Callable[..., R], request: object) -> R:
         try:

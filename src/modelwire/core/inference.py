@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits
+from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits, decode
 from modelwire.core.models import ModelManager
 from modelwire.core.runtime import OnnxClassifier
 from modelwire.errors import InvalidInput, NotReady
@@ -69,6 +69,7 @@ class InferenceEngine:
         default_model: str | None = None,
     ) -> None:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="modelwire-infer")
+        self._limits = limits
         self.models = ModelManager(
             repositories, executor=self._executor, limits=limits, default_model=default_model
         )
@@ -154,6 +155,12 @@ class InferenceEngine:
             self._in_flight -= 1
         values = np.stack(rows) if rows else np.empty((0, len(classifier.source.labels)))
         return Inference(served.model, served.version, classifier, values)
+
+    async def check_image(self, data: bytes) -> None:
+        """Decode an image as classification would (in the engine's threads), raising
+        InvalidInput for one that classification would refuse."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, decode, data, self._limits)
 
     async def close(self) -> None:
         """Refuse new work, let queued and running batches finish, stop the threads."""

@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException
 
 from modelwire.errors import (
     INTERNAL_MESSAGE,
+    AlreadyExists,
+    FailedPrecondition,
     InvalidInput,
     ModelwireError,
     NotFound,
@@ -44,6 +46,8 @@ HTTP_CODES: dict[type[ModelwireError], int] = {
     InvalidInput: 400,
     TooLarge: 413,
     NotFound: 404,
+    AlreadyExists: 409,
+    FailedPrecondition: 409,
     Overloaded: 429,
     NotReady: 503,
     Unavailable: 503,

@@ -22,7 +22,8 @@ from grpc_reflection.v1alpha import reflection
 
 from modelwire.api.compat import image_classifier_pb2_grpc
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc
-from modelwire.api.v1 import inference_pb2_grpc, models_pb2_grpc
+from modelwire.api.v1 import datasets_pb2_grpc, inference_pb2_grpc, models_pb2_grpc
+from modelwire.core.datasets import Datasets
 from modelwire.core.images import DecodeLimits
 from modelwire.core.inference import InferenceEngine
 from modelwire.core.repository import DEFAULT_REPOSITORY
@@ -31,6 +32,8 @@ from modelwire.rest.server import RestServer
 from modelwire.server.health import HealthServicer
 from modelwire.server.servicers.compat import SERVICE_NAME as COMPAT_SERVICE
 from modelwire.server.servicers.compat import ImageClassifierServicer
+from modelwire.server.servicers.datasets import SERVICE_NAME as DATASETS_SERVICE
+from modelwire.server.servicers.datasets import DatasetServicer
 from modelwire.server.servicers.inference import SERVICE_NAME as INFERENCE_SERVICE
 from modelwire.server.servicers.inference import InferenceServicer
 from modelwire.server.servicers.models import SERVICE_NAME as MODELS_SERVICE
@@ -57,6 +60,7 @@ class RunningServer:
     addresses: list[str]
     health: HealthServicer
     engine: InferenceEngine
+    datasets: Datasets
     services: list[str] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     rest: RestServer | None = None
@@ -73,6 +77,7 @@ class RunningServer:
             stopping.append(self.rest.stop())
         await asyncio.gather(*stopping)
         await self.engine.close()
+        await self.datasets.close()
 
 
 async def start_engine(settings: Settings) -> InferenceEngine:
@@ -93,6 +98,8 @@ async def start_engine(settings: Settings) -> InferenceEngine:
 async def build_server(settings: Settings) -> RunningServer:
     """Load the models, bind, start, and mark SERVING."""
     engine = await start_engine(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datasets = Datasets(settings.data_dir)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -112,9 +119,25 @@ async def build_server(settings: Settings) -> RunningServer:
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         OipServicer(engine, settings.stream_window), server
     )
+    datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
+        DatasetServicer(
+            datasets,
+            engine,
+            max_examples=settings.max_upload_examples,
+            max_example_bytes=settings.max_example_bytes,
+        ),
+        server,
+    )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    services = [COMPAT_SERVICE, INFERENCE_SERVICE, MODELS_SERVICE, OIP_SERVICE, HEALTH_SERVICE]
+    services = [
+        COMPAT_SERVICE,
+        INFERENCE_SERVICE,
+        MODELS_SERVICE,
+        OIP_SERVICE,
+        DATASETS_SERVICE,
+        HEALTH_SERVICE,
+    ]
     if settings.reflection:
         services.append(reflection.SERVICE_NAME)
         reflection.enable_server_reflection(services, server)
@@ -131,6 +154,7 @@ async def build_server(settings: Settings) -> RunningServer:
         except BaseException:
             await server.stop(None)
             await engine.close()
+            await datasets.close()
             raise
     for name in ["", *services]:
         health_servicer.set(name, SERVING)
@@ -153,7 +177,7 @@ async def build_server(settings: Settings) -> RunningServer:
         ", ".join(addresses),
     )
     return RunningServer(
-        server, port, addresses, health_servicer, engine, services, background, rest
+        server, port, addresses, health_servicer, engine, datasets, services, background, rest
     )
 
 

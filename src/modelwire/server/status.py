@@ -23,6 +23,8 @@ from grpc_status import rpc_status
 
 from modelwire.errors import (
     INTERNAL_MESSAGE,
+    AlreadyExists,
+    FailedPrecondition,
     InvalidInput,
     ModelwireError,
     NotFound,
@@ -43,6 +45,8 @@ STATUS_CODES: dict[type[ModelwireError], grpc.StatusCode] = {
     # Not RESOURCE_EXHAUSTED, which tells clients to retry: the same request fails again.
     TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     NotReady: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,

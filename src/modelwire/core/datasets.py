@@ -1,0 +1,375 @@
+"""The data store: named datasets of labelled images.
+
+Metadata lives in SQLite (WAL, synchronous=FULL) in the data directory; image files are
+content-addressed (`blobs/<first two hex digits>/<sha256>`), written to a temporary file,
+fsynced and renamed into place, so a file either is whole or does not exist. A row that
+refers to a file is committed only after the file (and its folder) are on disk: every
+example a commit covers survives a crash, and a crash leaves at worst an unreferenced
+file, which `collect_garbage` removes. One image is stored once per dataset, whatever
+its label; datasets share files.
+
+Every method is blocking and the store is not thread-safe: the caller runs them on one
+thread (the servers use a single-thread executor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import os
+import sqlite3
+import tempfile
+import time
+import unicodedata
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from modelwire.core.repository import validate_name
+from modelwire.errors import AlreadyExists, InvalidInput, NotFound
+
+__all__ = [
+    "DatasetInfo",
+    "DatasetStore",
+    "Datasets",
+    "Example",
+    "Rejected",
+    "UploadItem",
+    "UploadSummary",
+    "validate_label",
+]
+
+T = TypeVar("T")
+
+MAX_LABEL_CHARS = 128
+MAX_DESCRIPTION_CHARS = 4096
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS examples (
+    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL,
+    label TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (dataset, sha256)
+);
+CREATE INDEX IF NOT EXISTS examples_by_sha256 ON examples(sha256);
+"""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    created: float
+    updated: float
+    examples: int = 0
+    total_bytes: int = 0
+    label_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Example:
+    label: str
+    sha256: str
+    path: Path
+
+
+def validate_label(label: str) -> str:
+    """A label is 1-128 characters of UTF-8 text without control characters or
+    surrounding spaces (labels become lines of labels.txt)."""
+    if (
+        not label
+        or len(label) > MAX_LABEL_CHARS
+        or label != label.strip()
+        or any(unicodedata.category(c).startswith("C") for c in label)
+    ):
+        raise InvalidInput(
+            f"label {label[:64]!r} is not allowed: use 1-{MAX_LABEL_CHARS} characters without "
+            "control characters or leading/trailing spaces",
+            field="label",
+        )
+    return label
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the settings every user of the database relies on."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA busy_timeout=10000")
+    return connection
+
+
+class DatasetStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.blobs = data_dir / "blobs"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.database = data_dir / "modelwire.db"
+        self._db = connect(self.database)
+        self._db.executescript(_SCHEMA)
+        self._dirty_dirs: set[Path] = set()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- datasets --------------------------------------------------------------------
+
+    def create(self, name: str, description: str = "") -> DatasetInfo:
+        validate_name("dataset", name)
+        if len(description) > MAX_DESCRIPTION_CHARS:
+            raise InvalidInput(
+                f"description is longer than {MAX_DESCRIPTION_CHARS} characters",
+                field="description",
+            )
+        now = time.time()
+        try:
+            self._db.execute(
+                "INSERT INTO datasets (name, description, created, updated) VALUES (?, ?, ?, ?)",
+                (name, description, now, now),
+            )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"dataset {name!r} exists already") from None
+        return DatasetInfo(name, description, now, now)
+
+    def list(self) -> list[DatasetInfo]:
+        names = [row[0] for row in self._db.execute("SELECT name FROM datasets ORDER BY name")]
+        return [self.get(name) for name in names]
+
+    def get(self, name: str) -> DatasetInfo:
+        validate_name("dataset", name)
+        row = self._db.execute(
+            "SELECT description, created, updated FROM datasets WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"dataset {name!r} does not exist")
+        counts = dict(
+            self._db.execute(
+                "SELECT label, COUNT(*) FROM examples WHERE dataset = ? GROUP BY label "
+                "ORDER BY label",
+                (name,),
+            ).fetchall()
+        )
+        (total,) = self._db.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM examples WHERE dataset = ?", (name,)
+        ).fetchone()
+        return DatasetInfo(name, row[0], row[1], row[2], sum(counts.values()), total, counts)
+
+    def delete(self, name: str) -> None:
+        self.get(name)
+        self._db.execute("DELETE FROM datasets WHERE name = ?", (name,))
+        self.collect_garbage()
+
+    # -- examples --------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start a batch of `add` calls that `commit` makes durable at once."""
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def add(self, dataset: str, label: str, data: bytes) -> bool:
+        """Add one (already validated) image inside a batch; False if the dataset holds
+        this image already."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.blob_path(digest)
+        if not path.exists():
+            self._write_blob(path, data)
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO examples (dataset, sha256, label, size, created) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (dataset, digest, label, len(data), time.time()),
+        )
+        return cursor.rowcount == 1
+
+    def commit(self, dataset: str) -> None:
+        """Make the batch durable: the new files' folders first, then the rows."""
+        for folder in self._dirty_dirs:
+            _fsync_dir(folder)
+        self._dirty_dirs.clear()
+        self._db.execute("UPDATE datasets SET updated = ? WHERE name = ?", (time.time(), dataset))
+        self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self._db.execute("ROLLBACK")
+        self._dirty_dirs.clear()
+
+    def examples(self, dataset: str) -> Iterator[Example]:
+        """Every example of a dataset, oldest first."""
+        self.get(dataset)
+        rows = self._db.execute(
+            "SELECT label, sha256 FROM examples WHERE dataset = ? ORDER BY created, sha256",
+            (dataset,),
+        ).fetchall()
+        for label, digest in rows:
+            yield Example(label, digest, self.blob_path(digest))
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / digest[:2] / digest
+
+    def collect_garbage(self) -> int:
+        """Remove image files no dataset refers to (left by deletes or crashes)."""
+        used = {row[0] for row in self._db.execute("SELECT DISTINCT sha256 FROM examples")}
+        removed = 0
+        for folder in self.blobs.iterdir():
+            for path in folder.iterdir():
+                if path.name not in used:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    def integrity_check(self) -> str:
+        (result,) = self._db.execute("PRAGMA integrity_check").fetchone()
+        return str(result)
+
+    def _write_blob(self, path: Path, data: bytes) -> None:
+        if not path.parent.is_dir():
+            path.parent.mkdir()
+            self._dirty_dirs.add(self.blobs)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        self._dirty_dirs.add(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    dataset: str
+    label: str
+    image: bytes
+    client_id: str = ""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    client_id: str
+    index: int
+    reason: str
+
+
+@dataclass
+class UploadSummary:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class Datasets:
+    """The store behind its own thread, for asyncio callers."""
+
+    #: A batch of uploaded examples is committed after this many, or this many seconds.
+    COMMIT_EVERY = 256
+    COMMIT_AFTER_S = 0.5
+
+    def __init__(self, data_dir: Path) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="modelwire-data")
+        self.store = DatasetStore(data_dir)
+        self.store.collect_garbage()
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, functools.partial(function, *args))
+
+    async def upload(
+        self,
+        items: AsyncIterator[UploadItem],
+        check_image: Callable[[bytes], Awaitable[object]],
+        *,
+        max_examples: int,
+        max_example_bytes: int,
+    ) -> UploadSummary:
+        """Store a stream of examples. Bad examples are rejected with their reason and
+        the stream goes on; accepted ones are committed in batches, the last when the
+        stream ends or breaks, so whatever was received whole is kept."""
+        summary = UploadSummary()
+        dataset = ""
+        pending = 0
+        last_commit = time.monotonic()
+        index = -1
+        try:
+            async for item in items:
+                index += 1
+                if index == 0:
+                    if not item.dataset:
+                        raise InvalidInput(
+                            "the first message must name the dataset", field="dataset"
+                        )
+                    dataset = item.dataset
+                    await self.run(self.store.get, dataset)
+                elif item.dataset and item.dataset != dataset:
+                    raise InvalidInput(
+                        f"message {index} names dataset {item.dataset!r}, but this stream "
+                        f"uploads to {dataset!r}: use one stream per dataset",
+                        field="dataset",
+                    )
+                if index >= max_examples:
+                    raise InvalidInput(
+                        f"a stream may carry at most {max_examples:,} examples; the first "
+                        f"{max_examples:,} were processed: upload the rest in another stream",
+                        field="image",
+                    )
+                reason = await self._problem(item, check_image, max_example_bytes)
+                if reason:
+                    summary.rejected.append(Rejected(item.client_id, index, reason))
+                    continue
+                if pending == 0:
+                    await self.run(self.store.begin)
+                if await self.run(self.store.add, dataset, item.label, item.image):
+                    summary.accepted += 1
+                else:
+                    summary.duplicates += 1
+                pending += 1
+                if pending >= self.COMMIT_EVERY or (
+                    time.monotonic() - last_commit > self.COMMIT_AFTER_S
+                ):
+                    await self.run(self.store.commit, dataset)
+                    pending, last_commit = 0, time.monotonic()
+        finally:
+            if pending:
+                # Shielded: a client that leaves cancels this task, but what it sent
+                # whole is kept.
+                await asyncio.shield(self.run(self.store.commit, dataset))
+        return summary
+
+    @staticmethod
+    async def _problem(
+        item: UploadItem, check_image: Callable[[bytes], Awaitable[object]], max_bytes: int
+    ) -> str:
+        try:
+            validate_label(item.label)
+            if len(item.image) > max_bytes:
+                raise InvalidInput(
+                    f"image is {len(item.image):,} bytes; the limit is {max_bytes:,}"
+                )
+            await check_image(item.image)
+        except InvalidInput as error:
+            return error.message
+        return ""
+
+    async def close(self) -> None:
+        await self.run(self.store.close)
+        self._thread.shutdown(wait=True)

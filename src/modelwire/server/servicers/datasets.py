@@ -1,0 +1,118 @@
+"""modelwire.api.v1.DatasetService: datasets of labelled images, uploaded and exported
+over gRPC."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from modelwire.api.v1 import datasets_pb2 as pb
+from modelwire.api.v1 import datasets_pb2_grpc as pb_grpc
+from modelwire.core.datasets import DatasetInfo, Datasets, Example, UploadItem
+from modelwire.core.inference import InferenceEngine
+from modelwire.server.status import Context, abort_for, grpc_errors
+
+__all__ = ["SERVICE_NAME", "DatasetServicer"]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DatasetService"].full_name
+
+
+def timestamp(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def dataset_message(info: DatasetInfo) -> pb.Dataset:
+    return pb.Dataset(
+        name=info.name,
+        description=info.description,
+        label_counts=info.label_counts,
+        examples=info.examples,
+        total_bytes=info.total_bytes,
+        create_time=timestamp(info.created),
+        update_time=timestamp(info.updated),
+    )
+
+
+class DatasetServicer(pb_grpc.DatasetServiceServicer):
+    def __init__(
+        self,
+        datasets: Datasets,
+        engine: InferenceEngine,
+        *,
+        max_examples: int,
+        max_example_bytes: int,
+    ) -> None:
+        self._datasets = datasets
+        self._store = datasets.store
+        self._engine = engine
+        self._max_examples = max_examples
+        self._max_example_bytes = max_example_bytes
+
+    @grpc_errors
+    async def CreateDataset(
+        self, request: pb.CreateDatasetRequest, context: Context
+    ) -> pb.CreateDatasetResponse:
+        info = await self._datasets.run(self._store.create, request.name, request.description)
+        return pb.CreateDatasetResponse(dataset=dataset_message(info))
+
+    @grpc_errors
+    async def ListDatasets(
+        self, request: pb.ListDatasetsRequest, context: Context
+    ) -> pb.ListDatasetsResponse:
+        infos = await self._datasets.run(self._store.list)
+        return pb.ListDatasetsResponse(datasets=[dataset_message(i) for i in infos])
+
+    @grpc_errors
+    async def GetDataset(
+        self, request: pb.GetDatasetRequest, context: Context
+    ) -> pb.GetDatasetResponse:
+        info = await self._datasets.run(self._store.get, request.name)
+        return pb.GetDatasetResponse(dataset=dataset_message(info))
+
+    @grpc_errors
+    async def DeleteDataset(
+        self, request: pb.DeleteDatasetRequest, context: Context
+    ) -> pb.DeleteDatasetResponse:
+        await self._datasets.run(self._store.delete, request.name)
+        return pb.DeleteDatasetResponse()
+
+    @grpc_errors
+    async def UploadExamples(
+        self, request_iterator: AsyncIterator[pb.UploadExamplesRequest], context: Context
+    ) -> pb.UploadExamplesResponse:
+        async def items() -> AsyncIterator[UploadItem]:
+            async for message in request_iterator:
+                yield UploadItem(message.dataset, message.label, message.image, message.client_id)
+
+        summary = await self._datasets.upload(
+            items(),
+            self._engine.check_image,
+            max_examples=self._max_examples,
+            max_example_bytes=self._max_example_bytes,
+        )
+        return pb.UploadExamplesResponse(
+            accepted=summary.accepted,
+            duplicates=summary.duplicates,
+            rejected=[
+                pb.RejectedExample(client_id=r.client_id, index=r.index, reason=r.reason)
+                for r in summary.rejected
+            ],
+        )
+
+    async def ExportExamples(
+        self, request: pb.ExportExamplesRequest, context: Context
+    ) -> AsyncIterator[pb.ExportExamplesResponse]:
+        try:
+            examples: list[Example] = await self._datasets.run(
+                functools.partial(list, self._store.examples(request.dataset))
+            )
+        except Exception as error:
+            await abort_for(error, context, "ExportExamples")
+            return
+        for example in examples:
+            data = await self._datasets.run(example.path.read_bytes)
+            yield pb.ExportExamplesResponse(label=example.label, image=data, sha256=example.sha256)

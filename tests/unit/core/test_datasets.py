@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from modelwire.core.datasets import Datasets, DatasetStore, UploadItem, validate_label
+from modelwire.errors import AlreadyExists, InvalidInput, NotFound
+from tests.images import digit_bytes
+
+
+async def accept_all(data: bytes) -> None:
+    if not data.startswith(b"\x89PNG"):
+        raise InvalidInput("not a PNG")
+
+
+def test_store_counts_dedupes_and_deletes(tmp_path: Path) -> None:
+    store = DatasetStore(tmp_path)
+    store.create("a", "first")
+    store.create("b")
+    with pytest.raises(AlreadyExists):
+        store.create("a")
+    store.begin()
+    assert store.add("a", "1", b"one") is True
+    assert store.add("a", "2", b"one") is False  # same bytes: stored once, first label kept
+    assert store.add("a", "2", b"two") is True
+    assert store.add("b", "1", b"one") is True  # other datasets share the file
+    store.commit("a")
+    info = store.get("a")
+    assert (info.examples, info.total_bytes, info.label_counts) == (2, 6, {"1": 1, "2": 1})
+    assert [e.label for e in store.examples("a")] == ["1", "2"]
+    store.delete("a")
+    with pytest.raises(NotFound):
+        store.get("a")
+    files = sorted(p.read_bytes() for p in store.blobs.rglob("*") if p.is_file())
+    assert files == [b"one"]  # "two" was only a's
+    assert store.integrity_check() == "ok"
+    store.close()
+    reopened = DatasetStore(tmp_path)
+    assert [d.name for d in reopened.list()] == ["b"]
+
+
+def test_uncommitted_examples_vanish_and_garbage_is_collected(tmp_path: Path) -> None:
+    store = DatasetStore(tmp_path)
+    store.create("a")
+    store.begin()
+    store.add("a", "1", b"lost")
+    store.close()  # a crash before the commit
+    reopened = DatasetStore(tmp_path)
+    assert reopened.get("a").examples == 0
+    assert reopened.collect_garbage() == 1
+    assert not [p for p in reopened.blobs.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("label", ["", " 1", "1 ", "a\nb", "tab\there", "x" * 129, "\u200b"])
+def test_bad_labels(label: str) -> None:
+    with pytest.raises(InvalidInput, match="label"):
+        validate_label(label)
+
+
+@pytest.mark.parametrize("label", ["7", "cat", "chat noir", "猫", "ünïcødé-label_1.0"])
+def test_good_labels(label: str) -> None:
+    assert validate_label(label) == label
+
+
+async def test_upload_keeps_what_came_before_a_break(tmp_path: Path) -> None:
+    datasets = Datasets(tmp_path)
+    await datasets.run(datasets.store.create, "d")
+
+    async def broken() -> AsyncIterator[UploadItem]:
+        for digit in range(3):
+            yield UploadItem("d" if digit == 0 else "", str(digit), digit_bytes(digit))
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await datasets.upload(broken(), accept_all, max_examples=100, max_example_bytes=1 << 20)
+    assert (await datasets.run(datasets.store.get, "d")).examples == 3
+    await datasets.close()
+
+
+async def test_upload_commits_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Datasets, "COMMIT_EVERY", 2)
+    datasets = Datasets(tmp_path)
+    await datasets.run(datasets.store.create, "d")
+    seen: list[int] = []
+
+    async def items() -> AsyncIterator[UploadItem]:
+        for digit in range(5):
+            yield UploadItem("d", str(digit), digit_bytes(digit))
+            await asyncio.sleep(0)
+            seen.append((await datasets.run(datasets.store.get, "d")).examples)
+
+    summary = await datasets.upload(
+        items(), accept_all, max_examples=100, max_example_bytes=1 << 20
+    )
+    assert summary.accepted == 5
+    assert seen[1] == 2  # the first two were committed before the third arrived
+    await datasets.close()
