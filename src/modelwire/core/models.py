@@ -211,6 +211,11 @@ class ModelManager:
     # --- queries -------------------------------------------------------------------
 
     @property
+    def repositories(self) -> list[Path]:
+        """Where models are looked for, in order: the first naming a model wins."""
+        return list(self._repositories)
+
+    @property
     def default_model(self) -> str | None:
         if self._default is not None:
             return self._default

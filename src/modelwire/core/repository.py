@@ -6,17 +6,20 @@ file, the field and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelwire.core.images import Preprocessing
 from modelwire.errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
@@ -27,6 +30,7 @@ __all__ = [
     "ModelFolder",
     "ModelSource",
     "OutputConfig",
+    "VersionConfig",
     "VersionPolicy",
     "find_models",
     "fingerprint",
@@ -158,6 +162,15 @@ class ModelConfig(_Strict):
     version_policy: VersionPolicy = VersionPolicy()
 
 
+class VersionConfig(_Strict):
+    """The optional <model>/<version>/model.toml: what one version has of its own (a
+    trained version's input size and labels may differ from its siblings'). Its labels
+    are <version>/labels.txt when that file exists."""
+
+    input: InputConfig | None = None
+    output: OutputConfig | None = None
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """One version of a model, read and validated, ready for the runtime to load."""
@@ -178,47 +191,27 @@ class ModelFolder:
     config: ModelConfig
     labels: tuple[str, ...]
     versions: tuple[int, ...]
+    #: Versions with a model.toml or labels.txt of their own: their config and labels.
+    overrides: dict[int, tuple[ModelConfig, tuple[str, ...]]] = dataclasses.field(
+        default_factory=dict
+    )
 
     def source(self, version: int) -> ModelSource:
         onnx_path = self.path / str(version) / "model.onnx"
-        return ModelSource(self.name, self.config, self.labels, version, onnx_path)
+        config, labels = self.overrides.get(version, (self.config, self.labels))
+        return ModelSource(self.name, config, labels, version, onnx_path)
 
 
 def read_model_folder(folder: Path) -> ModelFolder:
     """Read model.toml, labels and the version folders the policy selects. Raises
     InvalidInput naming the file, the field and what is allowed."""
     name = folder.name
-    try:
-        raw = tomllib.loads((folder / "model.toml").read_text(encoding="utf-8"))
-        config = ModelConfig.model_validate(raw)
-    except FileNotFoundError:
-        raise InvalidInput(f"{name}/model.toml is missing") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(f"{name}/model.toml is not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{name}/model.toml is not UTF-8 text") from None
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise InvalidInput(f"{name}/model.toml: {problems}") from None
+    config = _read_toml(folder / "model.toml", f"{name}/model.toml", ModelConfig)
     if config.name is not None and config.name != name:
         raise InvalidInput(
             f"{name}/model.toml: name: {config.name!r} differs from the folder name {name!r}"
         )
-    labels_path = folder / config.labels_file
-    if labels_path.resolve().parent != folder.resolve():
-        raise InvalidInput(f"{name}/model.toml: labels_file must be a file in the model folder")
-    try:
-        lines = labels_path.read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, IsADirectoryError):
-        raise InvalidInput(f"{name}/{config.labels_file} is missing") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{name}/{config.labels_file} is not UTF-8 text") from None
-    labels = tuple(line.strip() for line in lines if line.strip())
-    if not labels:
-        raise InvalidInput(f"{name}/{config.labels_file} has no labels")
+    labels = _read_labels(folder / config.labels_file, folder, f"{name}/{config.labels_file}")
     available = [v for v in _version_numbers(folder) if (folder / str(v) / "model.onnx").is_file()]
     versions = config.version_policy.select(available)
     if not versions:
@@ -231,7 +224,59 @@ def read_model_folder(folder: Path) -> ModelFolder:
             f"{name}/model.toml: default_version {config.default_version} is not served "
             f"(served: {', '.join(map(str, versions))})"
         )
-    return ModelFolder(name, folder, config, labels, versions)
+    overrides = {}
+    for version in versions:
+        override = _version_override(folder / str(version), config, labels, f"{name}/{version}")
+        if override is not None:
+            overrides[version] = override
+    return ModelFolder(name, folder, config, labels, versions, overrides)
+
+
+def _read_toml(path: Path, where: str, schema: type[M]) -> M:
+    try:
+        return schema.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise InvalidInput(f"{where} is missing") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{where} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where} is not UTF-8 text") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise InvalidInput(f"{where}: {problems}") from None
+
+
+def _read_labels(path: Path, folder: Path, where: str) -> tuple[str, ...]:
+    if path.resolve().parent != folder.resolve():
+        raise InvalidInput(f"{where}: labels_file must be a file in the model folder")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, IsADirectoryError):
+        raise InvalidInput(f"{where} is missing") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where} is not UTF-8 text") from None
+    labels = tuple(line.strip() for line in lines if line.strip())
+    if not labels:
+        raise InvalidInput(f"{where} has no labels")
+    return labels
+
+
+def _version_override(
+    folder: Path, config: ModelConfig, labels: tuple[str, ...], where: str
+) -> tuple[ModelConfig, tuple[str, ...]] | None:
+    own_config, own_labels = folder / "model.toml", folder / "labels.txt"
+    if not own_config.is_file() and not own_labels.is_file():
+        return None
+    if own_config.is_file():
+        version = _read_toml(own_config, f"{where}/model.toml", VersionConfig)
+        changes = {k: v for k, v in (("input", version.input), ("output", version.output)) if v}
+        config = config.model_copy(update=changes)
+    if own_labels.is_file():
+        labels = _read_labels(own_labels, folder, f"{where}/labels.txt")
+    return config, labels
 
 
 def _version_numbers(folder: Path) -> list[int]:

@@ -22,11 +22,17 @@ from grpc_reflection.v1alpha import reflection
 
 from modelwire.api.compat import image_classifier_pb2_grpc
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc
-from modelwire.api.v1 import datasets_pb2_grpc, inference_pb2_grpc, models_pb2_grpc
+from modelwire.api.v1 import (
+    datasets_pb2_grpc,
+    inference_pb2_grpc,
+    models_pb2_grpc,
+    training_pb2_grpc,
+)
 from modelwire.core.datasets import Datasets
 from modelwire.core.images import DecodeLimits
 from modelwire.core.inference import InferenceEngine
 from modelwire.core.repository import DEFAULT_REPOSITORY
+from modelwire.core.training.jobs import TrainingJobs
 from modelwire.rest.app import build_rest_app
 from modelwire.rest.server import RestServer
 from modelwire.server.health import HealthServicer
@@ -40,6 +46,8 @@ from modelwire.server.servicers.models import SERVICE_NAME as MODELS_SERVICE
 from modelwire.server.servicers.models import ModelServicer
 from modelwire.server.servicers.oip import SERVICE_NAME as OIP_SERVICE
 from modelwire.server.servicers.oip import OipServicer
+from modelwire.server.servicers.training import SERVICE_NAME as TRAINING_SERVICE
+from modelwire.server.servicers.training import TrainingServicer
 from modelwire.settings import Settings
 
 __all__ = ["RunningServer", "build_server", "serve", "start_engine"]
@@ -61,6 +69,7 @@ class RunningServer:
     health: HealthServicer
     engine: InferenceEngine
     datasets: Datasets
+    training: TrainingJobs
     services: list[str] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     rest: RestServer | None = None
@@ -76,13 +85,18 @@ class RunningServer:
         if self.rest is not None:
             stopping.append(self.rest.stop())
         await asyncio.gather(*stopping)
+        await self.training.close()
         await self.engine.close()
         await self.datasets.close()
 
 
 async def start_engine(settings: Settings) -> InferenceEngine:
-    repositories = list(settings.model_repositories)
-    for repository in repositories:
+    """The engine over the data directory's trained models, the configured repositories
+    and the built-in models, in that order (the first naming a model wins)."""
+    trained = settings.data_dir / "models"
+    trained.mkdir(parents=True, exist_ok=True)
+    repositories = [trained, *settings.model_repositories]
+    for repository in settings.model_repositories:
         if not repository.is_dir():
             raise OSError(f"model repository {repository} is not a folder")
     if settings.default_models:
@@ -98,8 +112,14 @@ async def start_engine(settings: Settings) -> InferenceEngine:
 async def build_server(settings: Settings) -> RunningServer:
     """Load the models, bind, start, and mark SERVING."""
     engine = await start_engine(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     datasets = Datasets(settings.data_dir)
+    training = await TrainingJobs.open(
+        datasets,
+        engine.models,
+        settings.data_dir,
+        max_running=settings.training_jobs,
+        threads=settings.training_threads,
+    )
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -128,6 +148,7 @@ async def build_server(settings: Settings) -> RunningServer:
         ),
         server,
     )
+    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(training), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services = [
@@ -136,6 +157,7 @@ async def build_server(settings: Settings) -> RunningServer:
         MODELS_SERVICE,
         OIP_SERVICE,
         DATASETS_SERVICE,
+        TRAINING_SERVICE,
         HEALTH_SERVICE,
     ]
     if settings.reflection:
@@ -153,6 +175,7 @@ async def build_server(settings: Settings) -> RunningServer:
             )
         except BaseException:
             await server.stop(None)
+            await training.close()
             await engine.close()
             await datasets.close()
             raise
@@ -177,7 +200,16 @@ async def build_server(settings: Settings) -> RunningServer:
         ", ".join(addresses),
     )
     return RunningServer(
-        server, port, addresses, health_servicer, engine, datasets, services, background, rest
+        server,
+        port,
+        addresses,
+        health_servicer,
+        engine,
+        datasets,
+        training,
+        services,
+        background,
+        rest,
     )
 
 

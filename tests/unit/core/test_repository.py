@@ -8,6 +8,7 @@ import pytest
 from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder, validate_name
 from modelwire.core.runtime import OnnxClassifier
 from modelwire.errors import InvalidInput
+from tests.models import add_model, add_version
 
 
 @pytest.fixture
@@ -85,3 +86,20 @@ def test_unsafe_names_are_refused(name: str) -> None:
 @pytest.mark.parametrize("name", ["digits", "resnet-18", "v1.2", "A_b"])
 def test_plain_names_pass(name: str) -> None:
     assert validate_name("model", name) == name
+
+
+def test_a_version_may_have_its_own_input_and_labels(tmp_path: Path) -> None:
+    folder = add_model(tmp_path, "mixed", tables="[version_policy]\nall = true\n")
+    add_version(folder, 2)
+    (folder / "2" / "labels.txt").write_text("cat\ndog\n")
+    (folder / "2" / "model.toml").write_text("[input]\nwidth = 16\nheight = 16\nchannels = 1\n")
+    model = read_model_folder(folder)
+    first, second = model.source(1), model.source(2)
+    assert first.labels == model.labels
+    assert first.config.input == model.config.input
+    assert second.labels == ("cat", "dog")
+    assert (second.config.input.width, second.config.input.height) == (16, 16)
+    assert second.config.batching == model.config.batching
+    (folder / "2" / "model.toml").write_text("[input]\nwidth = 0\n")
+    with pytest.raises(InvalidInput, match=r"mixed/2/model\.toml"):
+        read_model_folder(folder)

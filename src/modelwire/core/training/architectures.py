@@ -7,17 +7,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["DigitsCNN", "ResNet", "resnet18"]
+__all__ = ["DigitsCNN", "ResNet", "resnet18", "small_resnet"]
 
 
 class DigitsCNN(nn.Module):
     """Two 3x3 convolutions, one pooling, two dense layers: about 0.2 M parameters, for
-    8x8 grayscale digits."""
+    small grayscale images (8x8 digits by default; `size` x `size` inputs, even sizes)."""
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int = 10, *, size: int = 8, in_channels: int = 1) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
+            nn.Conv2d(in_channels, 32, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(32, 64, 3, padding=1),
             nn.ReLU(),
@@ -26,7 +26,7 @@ class DigitsCNN(nn.Module):
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(0.25),
-            nn.Linear(64 * 4 * 4, 128),
+            nn.Linear(64 * (size // 2) ** 2, 128),
             nn.ReLU(),
             nn.Linear(128, num_classes),
         )
@@ -100,6 +100,12 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.head(self.stages(self.stem(x)))
         return logits
+
+
+def small_resnet(num_classes: int, in_channels: int = 3) -> ResNet:
+    """Three stages of one basic block, 16-32-64 channels, for 32x32-ish colour images:
+    about 0.2 M parameters."""
+    return ResNet(num_classes, (1, 1, 1), 16, in_channels=in_channels, small_input=True)
 
 
 def resnet18(num_classes: int = 1000) -> ResNet:

@@ -1,0 +1,455 @@
+"""Training jobs: a persisted state machine, a queue, trainer processes, and what a
+finished job leaves behind (a new model version, maybe promoted).
+
+QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED. Jobs are kept in the data directory's
+database, so finished jobs outlive the server; a job that was RUNNING when the server
+stopped is FAILED "interrupted" on the next start, and QUEUED jobs run again.
+
+A job runs `python -m modelwire.core.training.trainer` (PyTorch, in its own process, at
+a lower priority, with few threads) and reads its progress lines. On success the new
+version is moved into `<data dir>/models/<model>/<N>` with one rename, so a reader never
+sees half of it; the model's model.toml names the default version and is replaced the
+same way; then the server reloads the model, which loads the new version before it stops
+using the old ones: no request fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from modelwire.core.datasets import Datasets, connect
+from modelwire.core.models import ModelManager
+from modelwire.core.repository import ModelConfig, find_models, read_model_folder
+from modelwire.core.training.spec import JobConfig, TrainerSpec, check_dataset, input_config
+from modelwire.errors import FailedPrecondition, InvalidInput, ModelwireError, NotFound
+
+__all__ = ["EpochRecord", "Job", "JobState", "TrainingJobs"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, created REAL, record TEXT)"
+
+
+class JobState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    validation_loss: float
+    validation_accuracy: float
+    seconds: float
+
+
+@dataclass
+class Job:
+    id: str
+    config: JobConfig
+    state: JobState = JobState.QUEUED
+    reason: str = ""
+    history: list[EpochRecord] = field(default_factory=list)
+    version: int = 0
+    promoted: bool = False
+    created: float = field(default_factory=time.time)
+    started: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history)
+
+    @property
+    def progress(self) -> float:
+        if self.state == JobState.SUCCEEDED:
+            return 1.0
+        return self.epoch / self.config.epochs
+
+    @property
+    def eta_s(self) -> float:
+        if self.state != JobState.RUNNING or not self.history:
+            return 0.0
+        per_epoch = sum(e.seconds for e in self.history) / len(self.history)
+        return per_epoch * (self.config.epochs - self.epoch)
+
+    def snapshot(self) -> Job:
+        return dataclasses.replace(self, history=list(self.history))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        raw: dict[str, Any] = json.loads(text)
+        raw["config"] = JobConfig(**raw["config"])
+        raw["state"] = JobState(raw["state"])
+        raw["history"] = [EpochRecord(**e) for e in raw["history"]]
+        return cls(**raw)
+
+
+class TrainingJobs:
+    def __init__(
+        self,
+        datasets: Datasets,
+        models: ModelManager,
+        data_dir: Path,
+        *,
+        max_running: int = 1,
+        threads: int = 1,
+    ) -> None:
+        self._datasets = datasets
+        self._models = models
+        self._models_dir = data_dir / "models"
+        self._work_dir = data_dir / "jobs"
+        self._threads = threads
+        self._db = connect(datasets.store.database)
+        self._jobs: dict[str, Job] = {}
+        self._watchers: dict[str, list[asyncio.Queue[Job]]] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._processes: dict[str, asyncio.subprocess.Process] = {}
+        self._runners = [asyncio.create_task(self._run_queue()) for _ in range(max_running)]
+
+    @classmethod
+    async def open(
+        cls,
+        datasets: Datasets,
+        models: ModelManager,
+        data_dir: Path,
+        *,
+        max_running: int = 1,
+        threads: int = 1,
+    ) -> TrainingJobs:
+        """Load the persisted jobs: RUNNING ones were interrupted, QUEUED ones run."""
+        jobs = cls(datasets, models, data_dir, max_running=max_running, threads=threads)
+        await datasets.run(jobs._db.execute, _SCHEMA)
+        rows = await datasets.run(
+            lambda: jobs._db.execute("SELECT record FROM jobs ORDER BY created").fetchall()
+        )
+        for (record,) in rows:
+            job = Job.from_json(record)
+            jobs._jobs[job.id] = job
+            if job.state == JobState.RUNNING:
+                await jobs._finish(job, JobState.FAILED, "interrupted: the server stopped")
+            elif job.state == JobState.QUEUED:
+                jobs._queue.put_nowait(job.id)
+        return jobs
+
+    # --- queries --------------------------------------------------------------------
+
+    def list_jobs(self) -> list[Job]:
+        return sorted(
+            (job.snapshot() for job in self._jobs.values()),
+            key=lambda job: job.created,
+            reverse=True,
+        )
+
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"training job {job_id[:64]!r} does not exist")
+        return job.snapshot()
+
+    async def watch(self, job_id: str) -> AsyncIterator[Job]:
+        """The job now, then on every change, until it ends."""
+        job = self.get(job_id)
+        queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._watchers.setdefault(job_id, []).append(queue)
+        try:
+            yield job
+            while job.state not in FINISHED:
+                job = await queue.get()
+                yield job
+        finally:
+            self._watchers[job_id].remove(queue)
+
+    # --- changes --------------------------------------------------------------------
+
+    async def start(self, config: JobConfig) -> Job:
+        config = config.checked()
+        info = await self._datasets.run(self._datasets.store.get, config.dataset)
+        check_dataset(info.label_counts, config.validation_fraction)
+        for module in ("torch", "onnxscript"):
+            if importlib.util.find_spec(module) is None:
+                raise FailedPrecondition(
+                    "training needs PyTorch on the server: install the train extra "
+                    "(pip install 'modelwire[train]') and restart it"
+                )
+        job = Job(uuid.uuid4().hex[:12], config)
+        self._jobs[job.id] = job
+        await self._save(job)
+        self._queue.put_nowait(job.id)
+        log.info("training job %s queued: %s on %s", job.id, config.model, config.dataset)
+        return job.snapshot()
+
+    async def cancel(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"training job {job_id[:64]!r} does not exist")
+        if job.state == JobState.QUEUED:
+            await self._finish(job, JobState.CANCELLED, "cancelled before it started")
+        elif job.state == JobState.RUNNING:
+            job.reason = "cancelled while running"
+            process = self._processes.get(job_id)
+            if process is not None and process.returncode is None:
+                process.terminate()
+        return job.snapshot()
+
+    async def close(self) -> None:
+        """Stop the trainers; their jobs are FAILED "interrupted"."""
+        for runner in self._runners:
+            runner.cancel()
+        await asyncio.gather(*self._runners, return_exceptions=True)
+        await self._datasets.run(self._db.close)
+
+    # --- running --------------------------------------------------------------------
+
+    async def _run_queue(self) -> None:
+        while True:
+            job = self._jobs[await self._queue.get()]
+            if job.state != JobState.QUEUED:
+                continue  # cancelled while queued
+            try:
+                await self._run(job)
+            except asyncio.CancelledError:
+                await asyncio.shield(
+                    self._finish(job, JobState.FAILED, "interrupted: the server stopped")
+                )
+                raise
+            except ModelwireError as error:
+                await self._finish(job, JobState.FAILED, error.message)
+            except Exception as error:
+                log.exception("training job %s failed", job.id)
+                await self._finish(job, JobState.FAILED, f"internal error: {error}")
+
+    async def _run(self, job: Job) -> None:
+        work = self._work_dir / job.id
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            await self._run_in(job, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    async def _run_in(self, job: Job, work: Path) -> None:
+        config = job.config
+        output = work / "version"
+        output.mkdir(parents=True)
+        examples = await self._datasets.run(
+            lambda: list(self._datasets.store.examples(config.dataset))
+        )
+        labels = sorted({example.label for example in examples})
+        check_dataset(
+            {label: sum(e.label == label for e in examples) for label in labels},
+            config.validation_fraction,
+        )
+        spec = TrainerSpec(
+            examples=[(example.path, example.label) for example in examples],
+            labels=labels,
+            architecture=config.architecture,
+            input=input_config(config),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            validation_fraction=config.validation_fraction,
+            seed=config.seed,
+            threads=self._threads,
+            output=output,
+        )
+        (work / "spec.json").write_text(spec.model_dump_json())
+        job.state, job.started = JobState.RUNNING, time.time()
+        await self._changed(job)
+        errors = await self._train(job, work / "spec.json")
+        if job.state != JobState.RUNNING:
+            return
+        if job.reason == "cancelled while running":
+            await self._finish(job, JobState.CANCELLED, job.reason)
+            return
+        if errors is not None:
+            await self._finish(job, JobState.FAILED, errors)
+            return
+        (output / "labels.txt").write_text("".join(f"{label}\n" for label in labels))
+        version_config = {"input": spec.input.model_dump(exclude_none=True)}
+        (output / "model.toml").write_text(tomli_w.dumps(version_config))
+        job.version, job.promoted = await self._publish(config, output)
+        await self._finish(job, JobState.SUCCEEDED, "")
+
+    async def _train(self, job: Job, spec_path: Path) -> str | None:
+        """Run the trainer; None on success, else why it failed."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "modelwire.core.training.trainer",
+            str(spec_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "OMP_NUM_THREADS": str(self._threads)},
+        )
+        self._processes[job.id] = process
+        assert process.stdout is not None
+        assert process.stderr is not None
+        stderr = asyncio.create_task(process.stderr.read())
+        try:
+            async for line in process.stdout:
+                event = json.loads(line)
+                if event["event"] == "epoch":
+                    del event["event"]
+                    job.history.append(EpochRecord(**event))
+                    await self._changed(job)
+            code = await process.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
+        finally:
+            self._processes.pop(job.id, None)
+        text = (await stderr).decode(errors="replace").strip()
+        if code == 0:
+            return None
+        last = text.splitlines()[-1] if text else f"exit code {code}"
+        return f"the trainer failed: {last[:500]}"
+
+    async def _publish(self, config: JobConfig, output: Path) -> tuple[int, bool]:
+        """Move the new version into the data directory's repository, promote it if
+        the policy says so, and have the server serve it. Returns (version, promoted)."""
+        version, promoted = await asyncio.to_thread(self._place, config, output)
+        status = await self._models.load(config.model)
+        if status.state != "READY":
+            raise InvalidInput(f"the new version does not load: {status.reason}")
+        return version, promoted
+
+    def _place(self, config: JobConfig, output: Path) -> tuple[int, bool]:
+        folder = self._models_dir / config.model
+        self._adopt(folder, config.model)
+        versions = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
+        version = max(versions, default=0) + 1
+        accuracy = json.loads((output / "metrics.json").read_text())["validation_accuracy"]
+        current = _default_version(folder) if versions else None
+        if current is None and versions:
+            current = max(versions)
+        promote = (
+            current is None
+            or config.promote == "always"
+            or (config.promote == "if-better" and accuracy > _accuracy(folder / str(current)))
+        )
+        output.rename(folder / str(version))
+        _write_model_toml(folder, input_config(config), version if promote else current)
+        return version, promote
+
+    def _adopt(self, folder: Path, name: str) -> None:
+        """Before the first trained version of a model another repository serves (the
+        built-in digits, say), copy that model's versions over, so they keep serving
+        beside the new one from the data directory, which takes the model's place."""
+        if folder.exists():
+            return
+        elsewhere = find_models(self._repositories_after_data_dir()).get(name)
+        staging = folder.with_name(f".adopt-{name}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        if elsewhere is not None:
+            original = read_model_folder(elsewhere)
+            for version in original.versions:
+                source = original.source(version)
+                target = staging / str(version)
+                target.mkdir()
+                shutil.copy2(source.onnx_path, target / "model.onnx")
+                (target / "labels.txt").write_text("".join(f"{x}\n" for x in source.labels))
+                own = {"input": source.config.input.model_dump(exclude_none=True)}
+                own["output"] = source.config.output.model_dump(exclude_none=True)
+                (target / "model.toml").write_text(tomli_w.dumps(own))
+                for extra in ("metrics.json",):
+                    for candidate in (elsewhere / str(version) / extra, elsewhere / extra):
+                        if candidate.is_file():
+                            shutil.copy2(candidate, target / extra)
+                            break
+            default = self._models.resolve(name).version if self._models.is_serving(name) else None
+            _write_model_toml(staging, original.config.input, default, original.config)
+        staging.rename(folder)
+
+    def _repositories_after_data_dir(self) -> list[Path]:
+        return [r for r in self._models.repositories if r != self._models_dir]
+
+    async def _finish(self, job: Job, state: JobState, reason: str) -> None:
+        job.state, job.reason, job.ended = state, reason, time.time()
+        log.info("training job %s %s%s", job.id, state, f": {reason}" if reason else "")
+        await self._changed(job)
+
+    async def _changed(self, job: Job) -> None:
+        await self._save(job)
+        for queue in self._watchers.get(job.id, []):
+            queue.put_nowait(job.snapshot())
+
+    async def _save(self, job: Job) -> None:
+        await self._datasets.run(
+            self._db.execute,
+            "INSERT OR REPLACE INTO jobs (id, created, record) VALUES (?, ?, ?)",
+            (job.id, job.created, job.to_json()),
+        )
+
+
+def _default_version(folder: Path) -> int | None:
+    try:
+        return read_model_folder(folder).config.default_version
+    except InvalidInput:
+        return None
+
+
+def _accuracy(version_folder: Path) -> float:
+    """A version's recorded validation accuracy (0 when it has none)."""
+    try:
+        metrics = json.loads((version_folder / "metrics.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0.0
+    return float(metrics.get("validation_accuracy", metrics.get("heldout_accuracy", 0.0)))
+
+
+def _write_model_toml(
+    folder: Path, model_input: Any, default: int | None, base: ModelConfig | None = None
+) -> None:
+    """The model-level model.toml of a trained model: every version served, `default`
+    the default; replaced in one rename."""
+    existing = base
+    if existing is None and (folder / "model.toml").is_file():
+        existing = read_model_folder(folder).config
+    config: dict[str, Any] = {"name": folder.name.removeprefix(".adopt-")}
+    if existing is not None:
+        config |= existing.model_dump(
+            exclude_none=True, exclude={"name", "default_version", "version_policy", "labels_file"}
+        )
+    else:
+        config["input"] = model_input.model_dump(exclude_none=True)
+        config["description"] = "trained by modelwire"
+    config["labels_file"] = "labels.txt"
+    config["version_policy"] = {"all": True}
+    if default is not None:
+        config["default_version"] = default
+    if not (folder / "labels.txt").exists():
+        newest = max((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+        shutil.copy2(newest / "labels.txt", folder / "labels.txt")
+    temporary = folder / ".model.toml.tmp"
+    temporary.write_text(tomli_w.dumps(config))
+    temporary.replace(folder / "model.toml")

@@ -1,0 +1,142 @@
+"""The training process: one job, run apart from the server.
+
+    python -m modelwire.core.training.trainer SPEC.json
+
+Reads a `TrainerSpec`, decodes and preprocesses every example with the very code the
+server classifies with (so training and serving see the same tensors), trains with Adam
+on a stratified split, and writes `model.onnx` (dynamic batch axis) and `metrics.json`
+into the spec's output folder. Progress goes to stdout as one JSON object per line:
+{"event": "started", ...}, {"event": "epoch", ...} per epoch, {"event": "done", ...}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelwire.core.images import decode, preprocess_batch
+from modelwire.core.training.architectures import DigitsCNN, small_resnet
+from modelwire.core.training.export import export_onnx
+from modelwire.core.training.spec import TrainerSpec
+
+CHUNK = 256  # images decoded and preprocessed at a time
+
+
+def emit(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def load(spec: TrainerSpec) -> tuple[np.ndarray, np.ndarray]:
+    preprocessing = spec.input.preprocessing()
+    index = {label: i for i, label in enumerate(spec.labels)}
+    tensors = []
+    for start in range(0, len(spec.examples), CHUNK):
+        chunk = spec.examples[start : start + CHUNK]
+        images = [decode(path.read_bytes()) for path, _ in chunk]
+        tensors.append(preprocess_batch(images, preprocessing))
+    labels = np.array([index[label] for _, label in spec.examples], dtype=np.int64)
+    return np.concatenate(tensors), labels
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and validation examples: `fraction` of each label held
+    out (at least one of a label with two or more, never its last)."""
+    rng = np.random.default_rng(seed)
+    train: list[int] = []
+    validation: list[int] = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held = (
+            min(len(members) - 1, max(1, int(len(members) * fraction))) if len(members) > 1 else 0
+        )
+        validation.extend(members[:held])
+        train.extend(members[held:])
+    return np.array(train), np.array(validation)
+
+
+def build(spec: TrainerSpec) -> nn.Module:
+    classes, channels = len(spec.labels), spec.input.channels
+    if spec.architecture == "digits-cnn":
+        return DigitsCNN(classes, size=spec.input.width, in_channels=channels)
+    return small_resnet(classes, in_channels=channels)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(x[i : i + 512]) for i in range(0, len(x), 512)])
+        loss = float(nn.functional.cross_entropy(logits, y))
+        accuracy = float((logits.argmax(dim=1) == y).float().mean())
+    return loss, accuracy
+
+
+def train(spec: TrainerSpec) -> None:
+    torch.set_num_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    tensors, labels = load(spec)
+    train_index, validation_index = stratified_split(labels, spec.validation_fraction, spec.seed)
+    x_train, y_train = torch.from_numpy(tensors[train_index]), torch.from_numpy(labels[train_index])
+    x_val = torch.from_numpy(tensors[validation_index])
+    y_val = torch.from_numpy(labels[validation_index])
+    emit("started", train=len(y_train), validation=len(y_val), labels=len(spec.labels))
+
+    model = build(spec)
+    optimiser = torch.optim.Adam(model.parameters(), lr=spec.learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=spec.epochs)
+    generator = torch.Generator().manual_seed(spec.seed)
+    for epoch in range(1, spec.epochs + 1):
+        started = time.monotonic()
+        model.train()
+        order = torch.randperm(len(y_train), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), spec.batch_size):
+            batch = order[start : start + spec.batch_size]
+            optimiser.zero_grad()
+            loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+            total += float(loss) * len(batch)
+        schedule.step()
+        validation_loss, accuracy = evaluate(model, x_val, y_val)
+        emit(
+            "epoch",
+            epoch=epoch,
+            train_loss=total / len(y_train),
+            validation_loss=validation_loss,
+            validation_accuracy=accuracy,
+            seconds=time.monotonic() - started,
+        )
+
+    model.eval()
+    shape = (spec.input.channels, spec.input.height, spec.input.width)
+    export_onnx(model, spec.output / "model.onnx", shape)
+    metrics = {
+        "validation_accuracy": accuracy,
+        "validation_loss": validation_loss,
+        "train_examples": len(y_train),
+        "validation_examples": len(y_val),
+        "epochs": spec.epochs,
+        "architecture": spec.architecture,
+    }
+    (spec.output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    emit("done", validation_accuracy=accuracy)
+
+
+def main() -> None:
+    spec = TrainerSpec.model_validate_json(Path(sys.argv[1]).read_text())
+    # Serving shares the machine: let it have the cores first.
+    os.nice(10)
+    train(spec)
+
+
+if __name__ == "__main__":
+    main()
