@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from modelwire.cli.common import TargetOption, fail
 from modelwire.errors import ModelwireError
 
 app = typer.Typer(
@@ -19,9 +20,7 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
+_fail = fail
 
 
 @app.command()
@@ -167,7 +166,6 @@ models_app = typer.Typer(
     help="List, describe, load, unload and reload models.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
-TargetOption = Annotated[str, typer.Option(help="Server address HOST:PORT.")]
 
 
 def _models_call(target: str, action: str, name: str | None = None) -> None:
@@ -315,3 +313,15 @@ def protos() -> None:
     from modelwire.protos import proto_dir
 
     typer.echo(str(proto_dir()))
+
+
+def _add_command_groups() -> None:
+    from modelwire.cli.data import data_app
+    from modelwire.cli.training import jobs_app, train
+
+    app.add_typer(data_app, name="data")
+    app.command()(train)
+    app.add_typer(jobs_app, name="jobs")
+
+
+_add_command_groups()

@@ -73,10 +73,14 @@ class RunningServer:
     services: list[str] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     rest: RestServer | None = None
+    stopped: bool = False
 
     async def stop(self, grace: float | None) -> None:
         """Health NOT_SERVING, refuse new calls, let calls in flight finish within
         `grace` seconds (None: cancel them now). Safe to call more than once."""
+        if self.stopped:
+            return
+        self.stopped = True
         self.health.enter_graceful_shutdown()
         for task in self.background:
             task.cancel()

@@ -11,12 +11,12 @@ from tests.images import digit_bytes
 from tests.integration.client.test_client import _closed_port
 
 
-def modelwire(*args: str) -> subprocess.CompletedProcess[str]:
+def modelwire(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "modelwire", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 

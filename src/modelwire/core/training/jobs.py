@@ -125,7 +125,9 @@ class TrainingJobs:
         self._datasets = datasets
         self._models = models
         self._models_dir = data_dir / "models"
-        self._work_dir = data_dir / "jobs"
+        #: Where jobs keep their files while they run.
+        self.work_dir = data_dir / "jobs"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         self._threads = threads
         self._db = connect(datasets.store.database)
         self._jobs: dict[str, Job] = {}
@@ -247,7 +249,7 @@ class TrainingJobs:
                 await self._finish(job, JobState.FAILED, f"internal error: {error}")
 
     async def _run(self, job: Job) -> None:
-        work = self._work_dir / job.id
+        work = self.work_dir / job.id
         shutil.rmtree(work, ignore_errors=True)
         try:
             await self._run_in(job, work)

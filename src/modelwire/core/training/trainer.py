@@ -93,7 +93,10 @@ def train(spec: TrainerSpec) -> None:
     optimiser = torch.optim.Adam(model.parameters(), lr=spec.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=spec.epochs)
     generator = torch.Generator().manual_seed(spec.seed)
+    parent = os.getppid()
     for epoch in range(1, spec.epochs + 1):
+        if os.getppid() != parent:
+            sys.exit("the server is gone")  # killed without a chance to stop this job
         started = time.monotonic()
         model.train()
         order = torch.randperm(len(y_train), generator=generator)

@@ -1,0 +1,226 @@
+"""TrainingService against a live server: a real job trains, writes and serves a new
+version; refusals, cancellation, promotion policies, restarts."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from modelwire.api.v1 import datasets_pb2 as data_pb
+from modelwire.api.v1 import datasets_pb2_grpc as data_grpc
+from modelwire.api.v1 import inference_pb2, inference_pb2_grpc
+from modelwire.api.v1 import training_pb2 as pb
+from modelwire.api.v1 import training_pb2_grpc as pb_grpc
+from modelwire.core.training.spec import JobConfig
+from modelwire.errors import FailedPrecondition
+from modelwire.server.app import RunningServer
+from tests.conftest import ServerFactory
+from tests.images import digit_bytes, digit_picture, encode, heldout_digits
+
+pytest.importorskip("torch")
+
+
+async def upload(channel: grpc.aio.Channel, dataset: str, count: int) -> None:
+    """`count` held-out digit pictures (their labels: several of each digit)."""
+    stub = data_grpc.DatasetServiceStub(channel)
+    await stub.CreateDataset(data_pb.CreateDatasetRequest(name=dataset))
+    images, labels = heldout_digits()
+
+    async def messages() -> AsyncIterator[data_pb.UploadExamplesRequest]:
+        for pixels, label in list(zip(images, labels, strict=True))[:count]:
+            yield data_pb.UploadExamplesRequest(
+                dataset=dataset, label=str(label), image=encode(digit_picture(pixels))
+            )
+
+    summary = await stub.UploadExamples(messages())
+    assert summary.accepted == count
+
+
+def config(**fields: object) -> pb.TrainingConfig:
+    values: dict[str, object] = {"dataset": "d", "model": "tiny", "epochs": 2}
+    values.update(fields)
+    return pb.TrainingConfig(**values)  # type: ignore[arg-type]
+
+
+async def follow(stub: pb_grpc.TrainingServiceStub, job_id: str) -> list[pb.TrainingJob]:
+    return [reply.job async for reply in stub.WatchTraining(pb.WatchTrainingRequest(id=job_id))]
+
+
+async def test_a_job_trains_publishes_and_serves(server: RunningServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        await upload(channel, "d", 200)
+        stub = pb_grpc.TrainingServiceStub(channel)
+        started = (await stub.StartTraining(pb.StartTrainingRequest(config=config()))).job
+        assert started.state == pb.JOB_STATE_QUEUED
+        assert (started.config.input_width, started.config.batch_size) == (8, 32)
+        events = await follow(stub, started.id)
+        states = [e.state for e in events]
+        assert states[0] in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)
+        assert pb.JOB_STATE_RUNNING in states
+        final = events[-1]
+        assert final.state == pb.JOB_STATE_SUCCEEDED, final.reason
+        assert [h.epoch for h in final.history] == [1, 2]
+        assert 0 <= final.history[-1].validation_accuracy <= 1
+        assert final.progress == 1.0
+        assert (final.version, final.promoted) == (1, True)  # a new model: its first version
+        assert final.end_time.ToNanoseconds() >= final.start_time.ToNanoseconds() > 0
+        progress = [e.progress for e in events]
+        assert progress == sorted(progress)
+
+        # The server serves it now, with the same picture pipeline it was trained on.
+        classify = inference_pb2_grpc.InferenceServiceStub(channel)
+        reply = await classify.Classify(
+            inference_pb2.ClassifyRequest(model="tiny", image=digit_bytes(4))
+        )
+        assert (reply.model, reply.version) == ("tiny", 1)
+        trained = server.training.get(started.id)
+        assert trained.state == "SUCCEEDED"
+        # A watcher that comes late gets the final state at once.
+        late = await follow(stub, started.id)
+        assert [e.state for e in late] == [pb.JOB_STATE_SUCCEEDED]
+        listed = await stub.ListTrainingJobs(pb.ListTrainingJobsRequest())
+        assert [j.id for j in listed.jobs] == [started.id]
+
+        # A second version: never promoted, served beside the first by number.
+        second = (
+            await stub.StartTraining(
+                pb.StartTrainingRequest(config=config(promote=pb.PROMOTE_POLICY_NEVER))
+            )
+        ).job
+        final = (await follow(stub, second.id))[-1]
+        assert (final.state, final.version, final.promoted) == (pb.JOB_STATE_SUCCEEDED, 2, False)
+        default = await classify.Classify(
+            inference_pb2.ClassifyRequest(model="tiny", image=digit_bytes(4))
+        )
+        pinned = await classify.Classify(
+            inference_pb2.ClassifyRequest(model="tiny", version=2, image=digit_bytes(4))
+        )
+        assert (default.version, pinned.version) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "message"),
+    [
+        ({"dataset": "nope"}, grpc.StatusCode.NOT_FOUND, "dataset 'nope'"),
+        ({"dataset": "one-label"}, grpc.StatusCode.FAILED_PRECONDITION, "at least two"),
+        ({"dataset": "tiny"}, grpc.StatusCode.FAILED_PRECONDITION, "too few examples"),
+        ({"model": "../up"}, grpc.StatusCode.INVALID_ARGUMENT, "model name"),
+        ({"epochs": 5000}, grpc.StatusCode.INVALID_ARGUMENT, "epochs"),
+        ({"validation_fraction": 0.9}, grpc.StatusCode.INVALID_ARGUMENT, "validation_fraction"),
+    ],
+)
+async def test_refused_requests(
+    server: RunningServer, fields: dict[str, object], code: grpc.StatusCode, message: str
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        data = data_grpc.DatasetServiceStub(channel)
+        await data.CreateDataset(data_pb.CreateDatasetRequest(name="one-label"))
+        await data.UploadExamples(
+            _one(
+                data_pb.UploadExamplesRequest(dataset="one-label", label="1", image=digit_bytes(1))
+            )
+        )
+        await data.CreateDataset(data_pb.CreateDatasetRequest(name="tiny"))
+        await data.UploadExamples(
+            _many(
+                data_pb.UploadExamplesRequest(dataset="tiny", label="1", image=digit_bytes(1)),
+                data_pb.UploadExamplesRequest(label="2", image=digit_bytes(2)),
+            )
+        )
+        stub = pb_grpc.TrainingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.StartTraining(pb.StartTrainingRequest(config=config(**fields)))
+        assert raised.value.code() == code
+        assert message in (raised.value.details() or "")
+        for call in (
+            stub.GetTrainingJob(pb.GetTrainingJobRequest(id="nope")),
+            stub.CancelTraining(pb.CancelTrainingRequest(id="nope")),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await call
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await follow(stub, "nope")
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def _one(
+    message: data_pb.UploadExamplesRequest,
+) -> AsyncIterator[data_pb.UploadExamplesRequest]:
+    yield message
+
+
+async def _many(
+    *messages: data_pb.UploadExamplesRequest,
+) -> AsyncIterator[data_pb.UploadExamplesRequest]:
+    for message in messages:
+        yield message
+
+
+async def test_cancel_running_and_queued_jobs(server: RunningServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        await upload(channel, "d", 100)
+        stub = pb_grpc.TrainingServiceStub(channel)
+        running = (
+            await stub.StartTraining(pb.StartTrainingRequest(config=config(epochs=1000)))
+        ).job
+        queued = (await stub.StartTraining(pb.StartTrainingRequest(config=config()))).job
+        async for reply in stub.WatchTraining(pb.WatchTrainingRequest(id=running.id)):
+            if reply.job.epoch >= 1:
+                break
+        cancelled = (await stub.CancelTraining(pb.CancelTrainingRequest(id=queued.id))).job
+        assert cancelled.state == pb.JOB_STATE_CANCELLED
+        await stub.CancelTraining(pb.CancelTrainingRequest(id=running.id))
+        final = (await follow(stub, running.id))[-1]
+        assert final.state == pb.JOB_STATE_CANCELLED
+        assert final.reason == "cancelled while running"
+        assert final.version == 0
+        assert "tiny" not in server.engine.models.names()
+        assert not list(server.training.work_dir.iterdir())  # nothing left behind
+
+
+async def test_restart_fails_the_running_job_and_keeps_the_finished(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    first = await start_server(data_dir=tmp_path)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+        await upload(channel, "d", 100)
+        stub = pb_grpc.TrainingServiceStub(channel)
+        done = (await stub.StartTraining(pb.StartTrainingRequest(config=config()))).job
+        assert (await follow(stub, done.id))[-1].state == pb.JOB_STATE_SUCCEEDED
+        long = (await stub.StartTraining(pb.StartTrainingRequest(config=config(epochs=1000)))).job
+        async for reply in stub.WatchTraining(pb.WatchTrainingRequest(id=long.id)):
+            if reply.job.state == pb.JOB_STATE_RUNNING:
+                break
+    await first.stop(None)
+    second = await start_server(data_dir=tmp_path)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+        stub = pb_grpc.TrainingServiceStub(channel)
+        jobs = {j.id: j for j in (await stub.ListTrainingJobs(pb.ListTrainingJobsRequest())).jobs}
+        assert jobs[done.id].state == pb.JOB_STATE_SUCCEEDED
+        assert jobs[long.id].state == pb.JOB_STATE_FAILED
+        assert jobs[long.id].reason.startswith("interrupted")
+        reply = await inference_pb2_grpc.InferenceServiceStub(channel).Classify(
+            inference_pb2.ClassifyRequest(model="tiny", image=digit_bytes(3))
+        )
+        assert reply.version == 1  # the trained version survived the restart
+
+
+async def test_without_pytorch_training_is_refused(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        await upload(channel, "d", 40)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "torch" else real(name, *args),
+    )
+    with pytest.raises(FailedPrecondition, match=r"modelwire\[train\]"):
+        await server.training.start(JobConfig(dataset="d", model="tiny"))
+    assert server.training.list_jobs() == []

@@ -1,0 +1,101 @@
+"""The source document's first use of gRPC in an AI system, end to end with the real
+command: upload training data, train a new model version on the server, watch it, and
+classify with it through the document's own ImageClassifier service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from modelwire.api.compat import image_classifier_pb2, image_classifier_pb2_grpc
+from modelwire.api.v1 import inference_pb2, inference_pb2_grpc
+from modelwire.core.repository import DEFAULT_MODEL_DIR
+from tests.conftest import ServeProcess, start_serve, stop_serve
+from tests.images import digit_picture, encode, heldout_digits
+from tests.integration.cli.test_cli import modelwire
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def serve() -> Iterator[ServeProcess]:
+    serve = start_serve("--host", "127.0.0.1", "--port", "0")
+    yield serve
+    assert stop_serve(serve) == 0
+
+
+def training_folder(root: Path) -> Path:
+    """scikit-learn's digits, minus the held-out ones, as root/<label>/<n>.png."""
+    split = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())["split"]
+    digits = load_digits()
+    order = np.random.default_rng(split["seed"]).permutation(len(digits.target))
+    for index in order[split["test_size"] :]:
+        folder = root / str(digits.target[index])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{index}.png").write_bytes(encode(digit_picture(digits.images[index])))
+    return root
+
+
+def test_upload_train_watch_and_classify(serve: ServeProcess, tmp_path: Path) -> None:
+    target = ("--target", serve.target)
+    folder = training_folder(tmp_path / "digits")
+    files = len(list(folder.rglob("*.png")))
+    assert modelwire("data", "create", "digits-data", *target).returncode == 0
+    uploaded = modelwire("data", "upload", "digits-data", str(folder), *target, timeout=300)
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert f"{files} accepted, 0 duplicates, 0 rejected" in uploaded.stdout
+    shown = modelwire("data", "show", "digits-data", *target)
+    assert f"{files} examples" in shown.stdout
+
+    trained = modelwire(
+        "train", "digits-data", "--model", "digits", "--epochs", "15", "--promote", "always",
+        "--watch", *target, timeout=600,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert "SUCCEEDED: digits version 2" in trained.stdout
+    assert "promoted to default" in trained.stdout
+
+    # The document's ImageClassifier answers with the default model: the new version.
+    images, labels = heldout_digits()
+    with grpc.insecure_channel(serve.target) as channel:
+        classify = image_classifier_pb2_grpc.ImageClassifierStub(channel)
+        answers = [
+            classify.ClassifyImage(image_classifier_pb2.Image(data=encode(digit_picture(p)))).label
+            for p in images
+        ]
+        version = inference_pb2_grpc.InferenceServiceStub(channel).Classify(
+            inference_pb2.ClassifyRequest(image=encode(digit_picture(images[0])))
+        )
+    accuracy = float(np.mean([a == str(label) for a, label in zip(answers, labels, strict=True)]))
+    assert accuracy >= 0.95
+    assert version.version == 2
+
+    jobs = modelwire("jobs", *target)
+    assert "SUCCEEDED\tdigits v2\tdigits-data" in jobs.stdout
+    listed = modelwire("models", "list", *target)
+    assert "v1 READY" in listed.stdout
+    assert "v2 READY" in listed.stdout  # the built-in version still serves, by number
+
+
+def test_upload_reports_refused_files(serve: ServeProcess, tmp_path: Path) -> None:
+    target = ("--target", serve.target)
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "good.png").write_bytes(encode(digit_picture(heldout_digits()[0][0])))
+    (tmp_path / "cats" / "broken.png").write_bytes(b"\x89PNG not really")
+    assert modelwire("data", "create", "mixed", *target).returncode == 0
+    result = modelwire("data", "upload", "mixed", str(tmp_path), *target)
+    assert result.returncode == 1
+    assert "1 accepted, 0 duplicates, 1 rejected" in result.stdout
+    assert "rejected: cats/broken.png:" in result.stderr
+    missing = modelwire("data", "upload", "nope", str(tmp_path), *target)
+    assert missing.returncode == 1
+    assert "dataset 'nope' does not exist" in missing.stderr
+    refused = modelwire("train", "mixed", "--model", "cats", *target)
+    assert refused.returncode == 1
+    assert "at least two" in refused.stderr
