@@ -60,3 +60,14 @@ def test_sdk_does_not_import_the_runtime() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_serving_does_not_import_pytorch() -> None:
+    code = (
+        "import sys, modelwire.server.app, modelwire.cli.main; "
+        "print([m for m in ('torch', 'onnx', 'sklearn') if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"

@@ -3,6 +3,7 @@ version; refusals, cancellation, promotion policies, restarts."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -100,6 +101,31 @@ async def test_a_job_trains_publishes_and_serves(server: RunningServer) -> None:
             inference_pb2.ClassifyRequest(model="tiny", version=2, image=digit_bytes(4))
         )
         assert (default.version, pinned.version) == (1, 2)
+
+        # A third, promoted while requests keep coming: none of them fails.
+        seen: list[int] = []
+        stop = asyncio.Event()
+
+        async def keep_classifying() -> None:
+            while not stop.is_set():
+                answer = await classify.Classify(
+                    inference_pb2.ClassifyRequest(model="tiny", image=digit_bytes(7))
+                )
+                seen.append(answer.version)
+
+        callers = [asyncio.create_task(keep_classifying()) for _ in range(4)]
+        third = (
+            await stub.StartTraining(
+                pb.StartTrainingRequest(config=config(promote=pb.PROMOTE_POLICY_ALWAYS))
+            )
+        ).job
+        final = (await follow(stub, third.id))[-1]
+        await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.gather(*callers)  # any failed call would raise here
+        assert (final.version, final.promoted) == (3, True)
+        assert seen[0] == 1
+        assert seen[-1] == 3
 
 
 @pytest.mark.parametrize(
