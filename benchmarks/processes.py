@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
     assert process.stdout is not None
     for line in process.stdout:
         if match := LISTENING.search(line):
+            # Keep reading (the server logs every call): a full pipe would block it.
+            threading.Thread(target=process.stdout.read, daemon=True).start()
             return process, f"127.0.0.1:{match.group(1)}"
     raise RuntimeError(f"{command} did not start")
 
@@ -48,8 +51,6 @@ def cpu_seconds(pid: int) -> float:
 def stop(process: subprocess.Popen[str]) -> None:
     process.terminate()
     process.wait(timeout=60)
-    if process.stdout:
-        process.stdout.close()
 
 
 def load(

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class ServeProcess:
     process: subprocess.Popen[str]
     port: int
     log: list[str]
+    reader: threading.Thread | None = None
 
     @property
     def target(self) -> str:
@@ -111,13 +113,23 @@ def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
             break
         log.append(line)
         if match := _LISTENING.search(line):
-            return ServeProcess(process, int(match.group(1)), log)
+            # Keep reading (the server logs every call): a full pipe would block it.
+            reader = threading.Thread(target=_drain, args=(process, log), daemon=True)
+            reader.start()
+            return ServeProcess(process, int(match.group(1)), log, reader)
     process.kill()
     if any("cannot listen" in line for line in log):
         raise AssertionError("the port is taken by another program:\n" + "".join(log))
     process.wait()
     process.stdout.close()
     raise AssertionError("modelwire serve did not start:\n" + "".join(log))
+
+
+def _drain(process: subprocess.Popen[str], log: list[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        log.append(line)
+    process.stdout.close()
 
 
 def free_port() -> int:
@@ -136,9 +148,8 @@ def stop_serve(serve: ServeProcess) -> int:
     except subprocess.TimeoutExpired:
         serve.process.kill()
         raise
-    assert serve.process.stdout is not None
-    serve.log.extend(serve.process.stdout.readlines())
-    serve.process.stdout.close()
+    if serve.reader is not None:
+        serve.reader.join(timeout=30)
     return code
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,6 +63,63 @@ class Settings(BaseSettings):
         description="Largest image (width x height) accepted, checked before decoding.",
     )
     reflection: bool = Field(True, description="Serve gRPC server reflection.")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate chain: with tls_key, TLS on the gRPC and REST ports."
+    )
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
+    tls_client_ca: Path | None = Field(
+        None,
+        description="PEM CA bundle: require client certificates signed by it (mutual TLS).",
+    )
+    insecure: bool = Field(
+        False,
+        description="Allow listening on a non-loopback address without TLS (logged as a "
+        "warning). Without it such a server refuses to start.",
+    )
+    tokens_file: Path | None = Field(
+        None,
+        description="TOML file of bearer tokens (salted hashes) and their roles; "
+        "turns authentication on. `modelwire tokens add` writes it.",
+    )
+    max_concurrent_rpcs: int | None = Field(
+        None,
+        ge=1,
+        description="Calls served at once; past it new calls get RESOURCE_EXHAUSTED at "
+        "once (default: no limit).",
+    )
+    max_concurrent_streams: int = Field(
+        100, ge=1, description="HTTP/2 streams (calls) one connection may have open."
+    )
+    keepalive_min_ping_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="Clients pinging more often than this are sent GOAWAY "
+        "(after keepalive_max_ping_strikes).",
+    )
+    keepalive_max_ping_strikes: int = Field(
+        2, ge=0, description="Too-frequent pings tolerated before GOAWAY (0: no limit)."
+    )
+    max_connection_age_s: float | None = Field(
+        None,
+        gt=0,
+        description="Close connections after this long (a grace period follows), so "
+        "clients rebalance across replicas (default: never).",
+    )
+    max_upload_bytes: int = Field(
+        2 * 1024**3,
+        ge=1024,
+        description="Most image bytes one UploadExamples stream may carry.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus /metrics on its own port (default: on the REST "
+        "port, or none without REST).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object per line."
+    )
     stream_window: int = Field(
         64,
         ge=1,
@@ -111,6 +168,18 @@ class Settings(BaseSettings):
         description="Every this many seconds, load new models, reload changed ones and "
         "unload removed ones (0: never; use the Models API instead).",
     )
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @classmethod
     def settings_customise_sources(

@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-__all__ = ["TargetOption", "fail"]
+if TYPE_CHECKING:
+    from modelwire.client import Client
+
+__all__ = ["ClientOptions", "TargetOption", "connect", "fail"]
+
+
+@dataclass
+class ClientOptions:
+    """How client commands reach the server (the root command's --ca/--cert/--key/--token)."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    token: str | None = None
+
+
+#: Set once per process by the root command.
+client_options = ClientOptions()
+
+
+def connect(target: str, timeout: float | None = 30.0) -> Client:
+    from modelwire.client import Client
+
+    options = client_options
+    return Client(
+        target,
+        timeout=timeout,
+        ca=options.ca,
+        cert=options.cert,
+        key=options.key,
+        token=options.token,
+    )
+
 
 TargetOption = Annotated[str, typer.Option(help="Server address HOST:PORT.")]
 

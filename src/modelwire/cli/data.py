@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelwire.cli.common import TargetOption, fail
+from modelwire.cli.common import TargetOption, connect, fail
 from modelwire.errors import ModelwireError
 
 __all__ = ["IMAGE_SUFFIXES", "data_app", "image_folder"]
@@ -35,9 +35,8 @@ def create(
     target: TargetOption = "localhost:50051",
 ) -> None:
     """Create an empty dataset."""
-    from modelwire.client import Client
 
-    with Client(target) as client:
+    with connect(target) as client:
         try:
             client.create_dataset(name, description)
         except ModelwireError as error:
@@ -48,9 +47,8 @@ def create(
 @data_app.command("ls")
 def list_datasets(target: TargetOption = "localhost:50051") -> None:
     """List the datasets: name, examples, labels, bytes."""
-    from modelwire.client import Client
 
-    with Client(target) as client:
+    with connect(target) as client:
         try:
             datasets = client.list_datasets()
         except ModelwireError as error:
@@ -65,9 +63,8 @@ def list_datasets(target: TargetOption = "localhost:50051") -> None:
 @data_app.command("show")
 def show(name: str, target: TargetOption = "localhost:50051") -> None:
     """Describe a dataset: examples per label, size, times."""
-    from modelwire.client import Client
 
-    with Client(target) as client:
+    with connect(target) as client:
         try:
             dataset = client.get_dataset(name)
         except ModelwireError as error:
@@ -84,9 +81,8 @@ def show(name: str, target: TargetOption = "localhost:50051") -> None:
 @data_app.command("rm")
 def remove(name: str, target: TargetOption = "localhost:50051") -> None:
     """Delete a dataset and its examples."""
-    from modelwire.client import Client
 
-    with Client(target) as client:
+    with connect(target) as client:
         try:
             client.delete_dataset(name)
         except ModelwireError as error:
@@ -106,7 +102,7 @@ def upload(
     exits 1 if the server refused any image (each is listed with its reason)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from modelwire.client import Client, Example
+    from modelwire.client import Example
 
     if not folder.is_dir():
         raise fail(f"{folder} is not a folder")
@@ -127,7 +123,7 @@ def upload(
                 yield Example(label, path, str(path.relative_to(folder)))
                 progress.advance(task)
 
-        with Client(target) as client:
+        with connect(target) as client:
             try:
                 summary = client.upload_examples(dataset, examples())
             except ModelwireError as error:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
-from modelwire.cli.common import TargetOption, fail
+from modelwire.cli.common import TargetOption, client_options, connect, fail
 from modelwire.errors import ModelwireError
 
 app = typer.Typer(
@@ -21,6 +20,30 @@ app = typer.Typer(
 
 
 _fail = fail
+
+
+@app.callback()
+def main(
+    ca: Annotated[
+        Path | None,
+        typer.Option(envvar="MODELWIRE_CA", help="Client commands: trust this PEM CA (TLS)."),
+    ] = None,
+    cert: Annotated[
+        Path | None,
+        typer.Option(envvar="MODELWIRE_CERT", help="Client commands: PEM client certificate."),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(envvar="MODELWIRE_KEY", help="Client commands: its PEM private key."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="MODELWIRE_TOKEN", help="Client commands: the bearer token to send."),
+    ] = None,
+) -> None:
+    """modelwire: serve, train and store image models over gRPC."""
+    client_options.ca, client_options.cert = ca, cert
+    client_options.key, client_options.token = key, token
 
 
 @app.command()
@@ -85,15 +108,54 @@ def serve(
     training_threads: Annotated[
         int | None, typer.Option(help="PyTorch threads per training job (default 1).")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain: TLS on the gRPC and REST ports.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="PEM CA: require client certificates it signed (mTLS).")
+    ] = None,
+    insecure: Annotated[
+        bool | None,
+        typer.Option(help="Allow plaintext on a non-loopback address (otherwise refused)."),
+    ] = None,
+    tokens: Annotated[
+        Path | None,
+        typer.Option(help="Tokens file (modelwire tokens add): turns authentication on."),
+    ] = None,
+    max_concurrent_rpcs: Annotated[
+        int | None, typer.Option(help="Calls served at once; more get RESOURCE_EXHAUSTED.")
+    ] = None,
+    max_concurrent_streams: Annotated[
+        int | None, typer.Option(help="HTTP/2 streams per connection (default 100).")
+    ] = None,
+    keepalive_min_ping_interval: Annotated[
+        float | None, typer.Option(help="Seconds clients must leave between pings (default 10).")
+    ] = None,
+    keepalive_max_ping_strikes: Annotated[
+        int | None, typer.Option(help="Too-frequent pings before GOAWAY (default 2).")
+    ] = None,
+    max_connection_age: Annotated[
+        float | None, typer.Option(help="Seconds before a connection is recycled (default never).")
+    ] = None,
+    max_upload_bytes: Annotated[
+        int | None, typer.Option(help="Image bytes per upload stream (default 2 GiB).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics on this port (default: the REST port).")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="text (default) or json: one JSON object per line.")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with settings (flags and env win).")
     ] = None,
 ) -> None:
     """Serve the models over gRPC (and REST) until SIGTERM or Ctrl-C."""
+    from modelwire.logs import configure_logging
     from modelwire.server.app import serve as run_server
     from modelwire.settings import load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = load_settings(
             config,
@@ -115,9 +177,23 @@ def serve(
             max_example_bytes=max_example_bytes,
             training_jobs=training_jobs,
             training_threads=training_threads,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
+            insecure=insecure,
+            tokens_file=tokens,
+            max_concurrent_rpcs=max_concurrent_rpcs,
+            max_concurrent_streams=max_concurrent_streams,
+            keepalive_min_ping_interval_s=keepalive_min_ping_interval,
+            keepalive_max_ping_strikes=keepalive_max_ping_strikes,
+            max_connection_age_s=max_connection_age,
+            max_upload_bytes=max_upload_bytes,
+            metrics_port=metrics_port,
+            log_format=log_format,
         )
     except (ValidationError, FileNotFoundError) as exc:
         raise _fail(f"bad settings: {exc}") from None
+    configure_logging(settings.log_format)
     try:
         run_server(settings)
     except (ModelwireError, OSError) as exc:
@@ -136,11 +212,10 @@ def classify(
     top_k: Annotated[int, typer.Option(help="Classes to print per image.")] = 1,
 ) -> None:
     """Print the label and score of each image, one line each (top-k: label:score pairs)."""
-    from modelwire.client import Client
     from modelwire.errors import Unavailable
 
     failed = False
-    with Client(target, timeout=timeout) as client:
+    with connect(target, timeout=timeout) as client:
         for path in files:
             try:
                 result = client.classify(
@@ -171,9 +246,7 @@ app.add_typer(models_app, name="models")
 def _models_call(target: str, action: str, name: str | None = None) -> None:
     from google.protobuf import json_format
 
-    from modelwire.client import Client
-
-    with Client(target) as client:
+    with connect(target) as client:
         try:
             if action == "list":
                 for model in client.list_models():
@@ -316,12 +389,18 @@ def protos() -> None:
 
 
 def _add_command_groups() -> None:
+    from modelwire.cli.certs import certs_app
+    from modelwire.cli.config import config_app
     from modelwire.cli.data import data_app
+    from modelwire.cli.tokens import tokens_app
     from modelwire.cli.training import jobs_app, train
 
     app.add_typer(data_app, name="data")
     app.command()(train)
     app.add_typer(jobs_app, name="jobs")
+    app.add_typer(certs_app, name="certs")
+    app.add_typer(tokens_app, name="tokens")
+    app.add_typer(config_app, name="config")
 
 
 _add_command_groups()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelwire.cli.common import TargetOption, fail
+from modelwire.cli.common import TargetOption, connect, fail
 from modelwire.errors import ModelwireError
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ def train(
 ) -> None:
     """Train a new version of MODEL on DATASET (on the server, in its own process)."""
     from modelwire.api.v1 import training_pb2 as pb
-    from modelwire.client import Client
 
     architectures = {
         "digits-cnn": pb.ARCHITECTURE_DIGITS_CNN,
@@ -78,7 +77,7 @@ def train(
         seed=seed,
         promote=policies[promote],
     )
-    with Client(target) as client:
+    with connect(target) as client:
         try:
             job = client.start_training(config)
         except ModelwireError as error:
@@ -125,9 +124,8 @@ def jobs(ctx: typer.Context, target: TargetOption = "localhost:50051") -> None:
     """List training jobs, newest first (or: jobs show|watch|cancel ID)."""
     if ctx.invoked_subcommand is not None:
         return
-    from modelwire.client import Client
 
-    with Client(target) as client:
+    with connect(target) as client:
         try:
             listed = client.list_training_jobs()
         except ModelwireError as error:
@@ -146,9 +144,7 @@ def show(job_id: str, target: TargetOption = "localhost:50051") -> None:
     """Describe a job as JSON."""
     from google.protobuf import json_format
 
-    from modelwire.client import Client
-
-    with Client(target) as client:
+    with connect(target) as client:
         try:
             job = client.get_training_job(job_id)
         except ModelwireError as error:
@@ -159,18 +155,16 @@ def show(job_id: str, target: TargetOption = "localhost:50051") -> None:
 @jobs_app.command("watch")
 def watch(job_id: str, target: TargetOption = "localhost:50051") -> None:
     """Follow a job to its end; exit 1 unless it succeeds."""
-    from modelwire.client import Client
 
-    with Client(target) as client:
+    with connect(target) as client:
         _follow(client, job_id)
 
 
 @jobs_app.command("cancel")
 def cancel(job_id: str, target: TargetOption = "localhost:50051") -> None:
     """Cancel a queued or running job."""
-    from modelwire.client import Client
 
-    with Client(target) as client:
+    with connect(target) as client:
         try:
             job = client.cancel_training(job_id)
         except ModelwireError as error:

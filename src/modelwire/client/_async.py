@@ -6,8 +6,8 @@ from types import TracebackType
 import grpc
 
 from modelwire.api.v1 import inference_pb2_grpc, models_pb2, models_pb2_grpc
+from modelwire.client._channel import Connection, PemInput
 from modelwire.client._common import (
-    CHANNEL_OPTIONS,
     ClassificationResult,
     ImageInput,
     classify_request,
@@ -22,10 +22,24 @@ from modelwire.errors import ModelwireError
 class AsyncClient:
     """An asyncio client for one modelwire server; create and use it inside a running loop."""
 
-    def __init__(self, target: str = "localhost:50051", *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        timeout: float | None = 30.0,
+        ca: PemInput | None = None,
+        cert: PemInput | None = None,
+        key: PemInput | None = None,
+        token: str | None = None,
+        tls: bool = False,
+    ) -> None:
+        """`ca` (trusted roots; None: the system's), `cert` and `key` (a client
+        certificate, for mutual TLS) are PEM files or bytes, and any of them turns TLS
+        on, as does `tls`; `token` is sent as `authorization: Bearer <token>`."""
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        connection = Connection(target, ca, cert, key, token, tls)
+        self._channel = connection.aio_channel()
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
 

@@ -24,11 +24,6 @@ from modelwire.errors import (
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview
 
-# The client does not cap sizes itself: the server's limit decides and says so.
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-]
 
 # The inverse of the server's table (modelwire.server.status), for what a client sees.
 _ERRORS: dict[grpc.StatusCode, type[ModelwireError]] = {

@@ -15,8 +15,8 @@ from modelwire.api.v1 import (
     training_pb2,
     training_pb2_grpc,
 )
+from modelwire.client._channel import Connection, PemInput
 from modelwire.client._common import (
-    CHANNEL_OPTIONS,
     ClassificationResult,
     Example,
     ImageInput,
@@ -35,10 +35,24 @@ R = TypeVar("R")
 class Client:
     """A blocking client for one modelwire server. Thread-safe; close it when done."""
 
-    def __init__(self, target: str = "localhost:50051", *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        timeout: float | None = 30.0,
+        ca: PemInput | None = None,
+        cert: PemInput | None = None,
+        key: PemInput | None = None,
+        token: str | None = None,
+        tls: bool = False,
+    ) -> None:
+        """`ca` (trusted roots; None: the system's), `cert` and `key` (a client
+        certificate, for mutual TLS) are PEM files or bytes, and any of them turns TLS
+        on, as does `tls`; `token` is sent as `authorization: Bearer <token>`."""
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        connection = Connection(target, ca, cert, key, token, tls)
+        self._channel = connection.channel()
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)

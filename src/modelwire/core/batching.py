@@ -22,10 +22,14 @@ from typing import Generic, TypeVar
 
 from modelwire.errors import NotReady, Overloaded
 
-__all__ = ["BatchStats", "Batcher"]
+__all__ = ["BatchObserver", "BatchStats", "Batcher"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: Told of every batch run: its size, how long each item waited in the queue, and how
+#: long the run took (seconds). For metrics; it must be quick and must not raise.
+BatchObserver = Callable[[int, Sequence[float], float], None]
 
 
 @dataclass
@@ -56,8 +60,10 @@ class Batcher(Generic[T, R]):
         max_queue_size: int,
         concurrency: int = 1,
         name: str = "batcher",
+        observer: BatchObserver | None = None,
     ) -> None:
         self._run_batch = run_batch
+        self._observer = observer
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
@@ -152,6 +158,7 @@ class Batcher(Generic[T, R]):
 
     async def _run(self, batch: list[_Pending[T, R]]) -> None:
         loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             results = await loop.run_in_executor(
                 self._executor, self._run_batch, [p.item for p in batch]
@@ -173,6 +180,9 @@ class Batcher(Generic[T, R]):
                 else:
                     pending.future.set_result(result)
         finally:
+            if self._observer is not None:
+                waits = [started - p.queued_at for p in batch]
+                self._observer(len(batch), waits, loop.time() - started)
             self._slots.release()
             self.stats.batches += 1
             self.stats.items += len(batch)

@@ -301,6 +301,7 @@ class Datasets:
         *,
         max_examples: int,
         max_example_bytes: int,
+        max_stream_bytes: int | None = None,
     ) -> UploadSummary:
         """Store a stream of examples. Bad examples are rejected with their reason and
         the stream goes on; accepted ones are committed in batches, the last when the
@@ -310,9 +311,18 @@ class Datasets:
         pending = 0
         last_commit = time.monotonic()
         index = -1
+        received = 0
         try:
             async for item in items:
                 index += 1
+                received += len(item.image)
+                if max_stream_bytes is not None and received > max_stream_bytes:
+                    raise InvalidInput(
+                        f"a stream may carry at most {max_stream_bytes:,} bytes of images; "
+                        f"the first {index:,} examples were processed: upload the rest in "
+                        "another stream",
+                        field="image",
+                    )
                 if index == 0:
                     if not item.dataset:
                         raise InvalidInput(

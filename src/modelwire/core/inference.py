@@ -8,13 +8,14 @@ run in the engine's thread pool, a batch at a time, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from modelwire.core.batching import BatchObserver
 from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits, decode
 from modelwire.core.models import ModelManager
 from modelwire.core.runtime import OnnxClassifier
@@ -67,11 +68,16 @@ class InferenceEngine:
         threads: int,
         limits: DecodeLimits = DEFAULT_LIMITS,
         default_model: str | None = None,
+        observe: Callable[[str, int], BatchObserver] | None = None,
     ) -> None:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="modelwire-infer")
         self._limits = limits
         self.models = ModelManager(
-            repositories, executor=self._executor, limits=limits, default_model=default_model
+            repositories,
+            executor=self._executor,
+            limits=limits,
+            default_model=default_model,
+            observe=observe,
         )
         self._closed = False
         self._in_flight = 0
@@ -84,9 +90,17 @@ class InferenceEngine:
         threads: int,
         limits: DecodeLimits = DEFAULT_LIMITS,
         default_model: str | None = None,
+        observe: Callable[[str, int], BatchObserver] | None = None,
     ) -> InferenceEngine:
-        """Create the engine and load every model in the repositories."""
-        engine = cls(repositories, threads=threads, limits=limits, default_model=default_model)
+        """Create the engine and load every model in the repositories; `observe(model,
+        version)` gives each version's batcher an observer (for metrics)."""
+        engine = cls(
+            repositories,
+            threads=threads,
+            limits=limits,
+            default_model=default_model,
+            observe=observe,
+        )
         await engine.models.load_all()
         return engine
 

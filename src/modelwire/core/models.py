@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modelwire.core.batching import Batcher
+from modelwire.core.batching import Batcher, BatchObserver
 from modelwire.core.images import DecodeLimits, decode, preprocess, preprocess_batch
 from modelwire.core.repository import (
     ModelFolder,
@@ -200,8 +200,10 @@ class ModelManager:
         executor: Executor,
         limits: DecodeLimits,
         default_model: str | None = None,
+        observe: Callable[[str, int], BatchObserver] | None = None,
     ) -> None:
         self._repositories = list(repositories)
+        self._observe = observe
         self._executor = executor
         self._limits = limits
         self._default = default_model
@@ -254,6 +256,11 @@ class ModelManager:
             versions=tuple(versions[v].status() for v in sorted(versions)),
             is_default=name == self.default_model,
         )
+
+    def served_versions(self, name: str) -> list[ServedVersion]:
+        """The versions of a model that are loaded (whatever their state)."""
+        model = self._models.get(name)
+        return list(model.versions.values()) if model else []
 
     def is_serving(self, name: str) -> bool:
         model = self._models.get(name)
@@ -379,6 +386,7 @@ class ModelManager:
             max_queue_size=batching.max_queue_size,
             concurrency=folder.config.instances,
             name=f"model {folder.name!r} version {served.version}",
+            observer=self._observe(folder.name, served.version) if self._observe else None,
         )
         served.state = VersionState.READY
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from modelwire import __version__
 from modelwire.core.inference import InferenceEngine
+from modelwire.core.tokens import TokenStore
+from modelwire.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from modelwire.rest.classify import ClassifyRequest, classify_router
 from modelwire.rest.errors import install_error_handlers
+from modelwire.rest.middleware import CallMiddleware
 from modelwire.rest.oip import InferenceRequest, oip_router
 
-__all__ = ["build_rest_app"]
+__all__ = ["build_metrics_app", "build_rest_app"]
+
+#: Refreshes the metrics that are read at scrape time.
+Refresh = Callable[[], Awaitable[None]]
 
 DESCRIPTION = """\
 HTTP/JSON beside modelwire's gRPC API, over the same models and batchers.
@@ -33,13 +39,39 @@ Every error is JSON `{"error": "..."}` with 400 (bad request), 404 (no such mode
 _BODY_MODELS: tuple[type[BaseModel], ...] = (InferenceRequest, ClassifyRequest)
 
 
-def build_rest_app(engine: InferenceEngine, *, max_body_bytes: int) -> FastAPI:
+def build_rest_app(
+    engine: InferenceEngine,
+    *,
+    max_body_bytes: int,
+    tokens: TokenStore | None = None,
+    metrics: ServerMetrics | None = None,
+    refresh: Refresh | None = None,
+) -> FastAPI:
+    """The gateway; with `metrics`, also /metrics (`refresh` runs before each scrape)."""
     app = FastAPI(title="modelwire", version=__version__, description=DESCRIPTION)
     install_error_handlers(app)
     app.include_router(classify_router(engine, max_body_bytes))
     app.include_router(oip_router(engine, max_body_bytes))
+    if metrics is not None:
+        _add_metrics_route(app, metrics, refresh)
+    app.add_middleware(CallMiddleware, tokens=tokens, metrics=metrics)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def build_metrics_app(metrics: ServerMetrics, refresh: Refresh | None) -> FastAPI:
+    """Only /metrics, for its own port."""
+    app = FastAPI(title="modelwire metrics", docs_url=None, redoc_url=None, openapi_url=None)
+    _add_metrics_route(app, metrics, refresh)
+    return app
+
+
+def _add_metrics_route(app: FastAPI, metrics: ServerMetrics, refresh: Refresh | None) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape() -> Response:
+        if refresh is not None:
+            await refresh()
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:

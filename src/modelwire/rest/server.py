@@ -7,6 +7,7 @@ import contextlib
 import errno
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -33,11 +34,18 @@ class RestServer:
 
     @classmethod
     async def start(
-        cls, app: FastAPI, hosts: list[str], port: int, grace_period_s: float
+        cls,
+        app: FastAPI,
+        hosts: list[str],
+        port: int,
+        grace_period_s: float,
+        tls: dict[str, Any] | None = None,
     ) -> RestServer:
+        """Serve `app`; `tls` holds uvicorn's ssl_* settings for HTTPS."""
         sockets, addresses = bind_sockets(hosts, port)
         config = uvicorn.Config(
             app,
+            **(tls or {}),
             loop="none",
             lifespan="off",
             ws="none",

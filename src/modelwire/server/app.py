@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -28,14 +29,24 @@ from modelwire.api.v1 import (
     models_pb2_grpc,
     training_pb2_grpc,
 )
+from modelwire.core.batching import BatchObserver
 from modelwire.core.datasets import Datasets
 from modelwire.core.images import DecodeLimits
 from modelwire.core.inference import InferenceEngine
 from modelwire.core.repository import DEFAULT_REPOSITORY
 from modelwire.core.training.jobs import TrainingJobs
-from modelwire.rest.app import build_rest_app
+from modelwire.errors import InvalidInput
+from modelwire.metrics import ServerMetrics
+from modelwire.rest.app import build_metrics_app, build_rest_app
 from modelwire.rest.server import RestServer
 from modelwire.server.health import HealthServicer
+from modelwire.server.interceptors import CallInterceptor
+from modelwire.server.security import (
+    check_exposure,
+    load_tokens,
+    rest_tls_options,
+    server_credentials,
+)
 from modelwire.server.servicers.compat import SERVICE_NAME as COMPAT_SERVICE
 from modelwire.server.servicers.compat import ImageClassifierServicer
 from modelwire.server.servicers.datasets import SERVICE_NAME as DATASETS_SERVICE
@@ -73,6 +84,7 @@ class RunningServer:
     services: list[str] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     rest: RestServer | None = None
+    metrics_server: RestServer | None = None
     stopped: bool = False
 
     async def stop(self, grace: float | None) -> None:
@@ -86,15 +98,18 @@ class RunningServer:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
         stopping = [self.server.stop(grace)]
-        if self.rest is not None:
-            stopping.append(self.rest.stop())
+        for http in (self.rest, self.metrics_server):
+            if http is not None:
+                stopping.append(http.stop())
         await asyncio.gather(*stopping)
         await self.training.close()
         await self.engine.close()
         await self.datasets.close()
 
 
-async def start_engine(settings: Settings) -> InferenceEngine:
+async def start_engine(
+    settings: Settings, observe: Callable[[str, int], BatchObserver] | None = None
+) -> InferenceEngine:
     """The engine over the data directory's trained models, the configured repositories
     and the built-in models, in that order (the first naming a model wins)."""
     trained = settings.data_dir / "models"
@@ -110,12 +125,42 @@ async def start_engine(settings: Settings) -> InferenceEngine:
         threads=settings.threads,
         limits=DecodeLimits(max_pixels=settings.max_image_pixels),
         default_model=settings.default_model,
+        observe=observe,
     )
 
 
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    """Message, stream, keepalive and connection limits as grpc channel arguments."""
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            int(settings.keepalive_min_ping_interval_s * 1000),
+        ),
+        ("grpc.http2.max_ping_strikes", settings.keepalive_max_ping_strikes),
+        # Without this, a second server on the same port would start silently and
+        # share its traffic; fail loudly instead.
+        ("grpc.so_reuseport", 0),
+    ]
+    if settings.max_connection_age_s is not None:
+        age_ms = int(settings.max_connection_age_s * 1000)
+        options.append(("grpc.max_connection_age_ms", age_ms))
+        options.append(("grpc.max_connection_age_grace_ms", int(settings.grace_period_s * 1000)))
+    return options
+
+
 async def build_server(settings: Settings) -> RunningServer:
-    """Load the models, bind, start, and mark SERVING."""
-    engine = await start_engine(settings)
+    """Check the exposure, load the models, bind, start, and mark SERVING."""
+    check_exposure(settings)
+    try:
+        tokens = load_tokens(settings)
+    except InvalidInput as error:
+        raise OSError(error.message) from None
+    credentials = server_credentials(settings)
+    metrics = ServerMetrics()
+    engine = await start_engine(settings, metrics.observer)
     datasets = Datasets(settings.data_dir)
     training = await TrainingJobs.open(
         datasets,
@@ -125,14 +170,87 @@ async def build_server(settings: Settings) -> RunningServer:
         threads=settings.training_threads,
     )
     server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", settings.max_message_bytes),
-            # Without this, a second server on the same port would start silently and
-            # share its traffic; fail loudly instead.
-            ("grpc.so_reuseport", 0),
-        ]
+        interceptors=[CallInterceptor(tokens, metrics)],
+        options=grpc_options(settings),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
+    services = _add_services(server, settings, engine, datasets, training)
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    services.append(HEALTH_SERVICE)
+    if settings.reflection:
+        services.append(reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(services, server)
+
+    async def refresh() -> None:
+        await metrics.refresh(engine, training, datasets)
+
+    running = RunningServer(server, 0, [], health_servicer, engine, datasets, training, services)
+    try:
+        running.port, running.addresses = _bind(server, settings.hosts, settings.port, credentials)
+        await server.start()
+        tls = rest_tls_options(settings)
+        if settings.rest_port:
+            app = build_rest_app(
+                engine,
+                max_body_bytes=settings.max_message_bytes,
+                tokens=tokens,
+                metrics=metrics if settings.metrics_port is None else None,
+                refresh=refresh,
+            )
+            running.rest = await RestServer.start(
+                app, settings.hosts, settings.rest_port, settings.grace_period_s, tls
+            )
+        if settings.metrics_port is not None:
+            running.metrics_server = await RestServer.start(
+                build_metrics_app(metrics, refresh),
+                settings.hosts,
+                settings.metrics_port,
+                settings.grace_period_s,
+                tls,
+            )
+    except BaseException:
+        await running.stop(None)
+        raise
+    for name in ["", *services]:
+        health_servicer.set(name, SERVING)
+    engine.models.add_listener(functools.partial(_model_health, health_servicer))
+    for model in engine.models.names():
+        health_servicer.set(model, SERVING if engine.models.is_serving(model) else NOT_SERVING)
+    if settings.poll_repository_s > 0:
+        running.background.append(
+            asyncio.create_task(engine.models.poll_forever(settings.poll_repository_s))
+        )
+    scheme = "https" if settings.tls else "http"
+    if running.rest is not None:
+        log.info(
+            "REST gateway on %s (API docs at /docs)",
+            ", ".join(f"{scheme}://{address}" for address in running.rest.addresses),
+        )
+    if running.metrics_server is not None:
+        log.info(
+            "metrics on %s",
+            ", ".join(f"{scheme}://{a}/metrics" for a in running.metrics_server.addresses),
+        )
+    log.info(
+        "modelwire serving model(s) %s on %s%s%s",
+        ", ".join(engine.models.names()) or "(none)",
+        ", ".join(running.addresses),
+        " (TLS" + (", client certificates required)" if settings.tls_client_ca else ")")
+        if settings.tls
+        else "",
+        f" ({len(tokens)} token(s))" if tokens is not None else "",
+    )
+    return running
+
+
+def _add_services(
+    server: grpc.aio.Server,
+    settings: Settings,
+    engine: InferenceEngine,
+    datasets: Datasets,
+    training: TrainingJobs,
+) -> list[str]:
     image_classifier_pb2_grpc.add_ImageClassifierServicer_to_server(
         ImageClassifierServicer(engine), server
     )
@@ -149,72 +267,19 @@ async def build_server(settings: Settings) -> RunningServer:
             engine,
             max_examples=settings.max_upload_examples,
             max_example_bytes=settings.max_example_bytes,
+            max_stream_bytes=settings.max_upload_bytes,
         ),
         server,
     )
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(training), server)
-    health_servicer = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    services = [
+    return [
         COMPAT_SERVICE,
         INFERENCE_SERVICE,
         MODELS_SERVICE,
         OIP_SERVICE,
         DATASETS_SERVICE,
         TRAINING_SERVICE,
-        HEALTH_SERVICE,
     ]
-    if settings.reflection:
-        services.append(reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(services, server)
-
-    port, addresses = _bind(server, settings.hosts, settings.port)
-    await server.start()
-    rest = None
-    if settings.rest_port:
-        app = build_rest_app(engine, max_body_bytes=settings.max_message_bytes)
-        try:
-            rest = await RestServer.start(
-                app, settings.hosts, settings.rest_port, settings.grace_period_s
-            )
-        except BaseException:
-            await server.stop(None)
-            await training.close()
-            await engine.close()
-            await datasets.close()
-            raise
-    for name in ["", *services]:
-        health_servicer.set(name, SERVING)
-    engine.models.add_listener(functools.partial(_model_health, health_servicer))
-    for model in engine.models.names():
-        health_servicer.set(model, SERVING if engine.models.is_serving(model) else NOT_SERVING)
-    background = []
-    if settings.poll_repository_s > 0:
-        background.append(
-            asyncio.create_task(engine.models.poll_forever(settings.poll_repository_s))
-        )
-    if rest is not None:
-        log.info(
-            "REST gateway on %s (API docs at /docs)",
-            ", ".join(f"http://{address}" for address in rest.addresses),
-        )
-    log.info(
-        "modelwire serving model(s) %s on %s",
-        ", ".join(engine.models.names()) or "(none)",
-        ", ".join(addresses),
-    )
-    return RunningServer(
-        server,
-        port,
-        addresses,
-        health_servicer,
-        engine,
-        datasets,
-        training,
-        services,
-        background,
-        rest,
-    )
 
 
 def _model_health(health: HealthServicer, model: str, serving: bool | None) -> None:
@@ -224,12 +289,20 @@ def _model_health(health: HealthServicer, model: str, serving: bool | None) -> N
         health.set(model, SERVING if serving else NOT_SERVING)
 
 
-def _bind(server: grpc.aio.Server, hosts: list[str], port: int) -> tuple[int, list[str]]:
+def _bind(
+    server: grpc.aio.Server,
+    hosts: list[str],
+    port: int,
+    credentials: grpc.ServerCredentials | None,
+) -> tuple[int, list[str]]:
     addresses: list[str] = []
     for host in hosts:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            bound = server.add_insecure_port(address)
+            if credentials is None:
+                bound = server.add_insecure_port(address)
+            else:
+                bound = server.add_secure_port(address, credentials)
         except RuntimeError:
             bound = 0
         if not bound:

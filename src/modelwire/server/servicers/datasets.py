@@ -45,12 +45,14 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
         *,
         max_examples: int,
         max_example_bytes: int,
+        max_stream_bytes: int | None = None,
     ) -> None:
         self._datasets = datasets
         self._store = datasets.store
         self._engine = engine
         self._max_examples = max_examples
         self._max_example_bytes = max_example_bytes
+        self._max_stream_bytes = max_stream_bytes
 
     @grpc_errors
     async def CreateDataset(
@@ -93,6 +95,7 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
             self._engine.check_image,
             max_examples=self._max_examples,
             max_example_bytes=self._max_example_bytes,
+            max_stream_bytes=self._max_stream_bytes,
         )
         return pb.UploadExamplesResponse(
             accepted=summary.accepted,
