@@ -85,3 +85,10 @@ def digit_photo(pixels: np.ndarray, *, seed: int = 1) -> Image.Image:
     values = values * np.linspace(0.8, 1.05, values.shape[1])[None, :]
     tint = np.stack([values, values * 0.97, values * 0.92], axis=-1)
     return Image.fromarray(tint.clip(0, 255).astype(np.uint8), "RGB")
+
+
+@cache
+def noise_picture(side: int = 3000) -> bytes:
+    """A photo-sized PNG of noise, whose decoding keeps a batch busy for a while."""
+    noise = np.random.default_rng(0).integers(0, 255, (side, side), dtype=np.uint8)
+    return encode(Image.fromarray(noise), "PNG")

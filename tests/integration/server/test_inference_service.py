@@ -6,16 +6,14 @@ import asyncio
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from PIL import Image
 
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 from tests.conftest import ServerFactory
-from tests.images import digit_bytes, encode
+from tests.images import digit_bytes, noise_picture
 from tests.models import add_model
 from tests.waiting import wait_until
 
@@ -28,9 +26,7 @@ def request(label: int = 3, **fields: object) -> pb.ClassifyRequest:
 
 @pytest.fixture
 def big_image() -> bytes:
-    """A photo-sized image whose decoding keeps a batch busy for a while."""
-    noise = np.random.default_rng(0).integers(0, 255, (3000, 3000), dtype=np.uint8)
-    return encode(Image.fromarray(noise), "PNG")
+    return noise_picture()
 
 
 async def test_classify_defaults_and_explicit_model(
