@@ -12,6 +12,7 @@ import httpx
 import pytest
 from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from modelwire.api.compat import image_classifier_pb2
 from modelwire.api.oip import grpc_predict_v2_pb2
@@ -126,6 +127,21 @@ async def test_the_handler_never_runs_and_health_stays_open(
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        listing = reflection_pb2.ServerReflectionRequest(list_services="")
+
+        async def list_services(token: str | None) -> grpc.StatusCode:
+            metadata = (("authorization", f"Bearer {token}"),) if token else None
+            try:
+                async for _ in reflection.ServerReflectionInfo(iter([listing]), metadata=metadata):
+                    break
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+            return grpc.StatusCode.OK
+
+        assert await list_services(None) == grpc.StatusCode.UNAUTHENTICATED
+        assert await list_services(by_role["train"]) == grpc.StatusCode.OK  # any valid token
     assert required_role("/grpc.health.v1.Health/Check") == OPEN
     assert required_role("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") == (
         ANY_ROLE
