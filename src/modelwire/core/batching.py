@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -22,14 +23,29 @@ from typing import Generic, TypeVar
 
 from modelwire.errors import NotReady, Overloaded
 
-__all__ = ["BatchObserver", "BatchStats", "Batcher"]
+__all__ = ["BatchObserver", "BatchStats", "Batcher", "RunBatch", "Timing"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: Runs one batch: one result or exception per item. It may record how long the phases
+#: of the run took, in seconds, in the dict it is given ({"decode": ..., ...}).
+RunBatch = Callable[[list[T], dict[str, float]], Sequence[R | BaseException]]
+
 #: Told of every batch run: its size, how long each item waited in the queue, and how
 #: long the run took (seconds). For metrics; it must be quick and must not raise.
 BatchObserver = Callable[[int, Sequence[float], float], None]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where one item's time went, on the event loop's clock (seconds): queued, its batch
+    started and finished, and the batch's phases as run_batch recorded them."""
+
+    queued_at: float
+    started: float
+    finished: float
+    phases: dict[str, float]
 
 
 @dataclass
@@ -37,6 +53,7 @@ class _Pending(Generic[T, R]):
     item: T
     future: asyncio.Future[R]
     queued_at: float
+    timing: Timing | None = None
 
 
 @dataclass
@@ -52,7 +69,7 @@ class BatchStats:
 class Batcher(Generic[T, R]):
     def __init__(
         self,
-        run_batch: Callable[[list[T]], Sequence[R | BaseException]],
+        run_batch: RunBatch[T, R],
         *,
         executor: Executor,
         max_batch_size: int,
@@ -84,6 +101,11 @@ class Batcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         """Queue one item and wait for its result. Raises Overloaded at once when the queue
         is full, NotReady once the batcher is closed."""
+        result, _ = await self.submit_timed(item)
+        return result
+
+    async def submit_timed(self, item: T) -> tuple[R, Timing]:
+        """As submit, with where the item's time went."""
         if self._closed:
             raise NotReady(f"{self.name} is unloading: retry, the next call goes elsewhere")
         if len(self._queue) >= self.max_queue_size:
@@ -93,9 +115,12 @@ class Batcher(Generic[T, R]):
             )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self._queue.append(_Pending(item, future, loop.time()))
+        pending = _Pending(item, future, loop.time())
+        self._queue.append(pending)
         self._arrived.set()
-        return await future
+        result = await future
+        assert pending.timing is not None  # set before any result
+        return result, pending.timing
 
     async def close(self) -> None:
         """Stop taking work; fail what is still queued; wait for running batches."""
@@ -159,10 +184,14 @@ class Batcher(Generic[T, R]):
     async def _run(self, batch: list[_Pending[T, R]]) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        phases: dict[str, float] = {}
         try:
             results = await loop.run_in_executor(
-                self._executor, self._run_batch, [p.item for p in batch]
+                self._executor, self._run_batch, [p.item for p in batch], phases
             )
+            timing = Timing(started, started, loop.time(), phases)
+            for pending in batch:
+                pending.timing = dataclasses.replace(timing, queued_at=pending.queued_at)
             if len(results) != len(batch):
                 raise RuntimeError(
                     f"{self.name}: batch of {len(batch)} returned {len(results)} results"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelwire.core.batching import BatchObserver
+from modelwire.core.batching import BatchObserver, Timing
 from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits, decode
 from modelwire.core.models import ModelManager
 from modelwire.core.runtime import OnnxClassifier
@@ -24,6 +24,9 @@ from modelwire.errors import InvalidInput, NotReady
 __all__ = ["ClassScore", "Classification", "Inference", "InferenceEngine"]
 
 MAX_TOP_K = 1000
+
+#: Told, in the caller's context, where each input's time went: (model, version, timing).
+TimingHook = Callable[[str, int, Timing], None]
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ class InferenceEngine:
         limits: DecodeLimits = DEFAULT_LIMITS,
         default_model: str | None = None,
         observe: Callable[[str, int], BatchObserver] | None = None,
+        on_timing: TimingHook | None = None,
     ) -> None:
+        self._on_timing = on_timing
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="modelwire-infer")
         self._limits = limits
         self.models = ModelManager(
@@ -91,6 +96,7 @@ class InferenceEngine:
         limits: DecodeLimits = DEFAULT_LIMITS,
         default_model: str | None = None,
         observe: Callable[[str, int], BatchObserver] | None = None,
+        on_timing: TimingHook | None = None,
     ) -> InferenceEngine:
         """Create the engine and load every model in the repositories; `observe(model,
         version)` gives each version's batcher an observer (for metrics)."""
@@ -100,6 +106,7 @@ class InferenceEngine:
             limits=limits,
             default_model=default_model,
             observe=observe,
+            on_timing=on_timing,
         )
         await engine.models.load_all()
         return engine
@@ -127,7 +134,9 @@ class InferenceEngine:
         self._in_flight += 1
         try:
             with served.use():
-                probabilities = await batcher.submit(data)
+                probabilities, timing = await batcher.submit_timed(data)
+            if self._on_timing is not None:
+                self._on_timing(served.model, served.version, timing)
         finally:
             self._in_flight -= 1
         labels = classifier.source.labels
@@ -164,7 +173,11 @@ class InferenceEngine:
         self._in_flight += 1
         try:
             with served.use():
-                rows = await asyncio.gather(*(batcher.submit(item) for item in items))
+                answers = await asyncio.gather(*(batcher.submit_timed(item) for item in items))
+            if self._on_timing is not None:
+                for _, timing in answers:
+                    self._on_timing(served.model, served.version, timing)
+            rows = [row for row, _ in answers]
         finally:
             self._in_flight -= 1
         values = np.stack(rows) if rows else np.empty((0, len(classifier.source.labels)))

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -121,10 +122,15 @@ class ServedVersion:
 
 
 def classify_batch(
-    classifier: OnnxClassifier, limits: DecodeLimits, items: list[bytes | np.ndarray]
+    classifier: OnnxClassifier,
+    limits: DecodeLimits,
+    items: list[bytes | np.ndarray],
+    phases: dict[str, float],
 ) -> list[np.ndarray | BaseException]:
     """Decode each encoded image (a bad one fails alone) and preprocess them together;
-    take preprocessed tensors as they are; run everything as one batch."""
+    take preprocessed tensors as they are; run everything as one batch. Records the
+    seconds spent decoding and preprocessing ("decode") and in the model ("inference")."""
+    started = time.perf_counter()
     results: list[np.ndarray | BaseException | None] = [None] * len(items)
     ready: dict[int, np.ndarray] = {}
     decoded = []
@@ -145,9 +151,12 @@ def classify_batch(
             log.exception("unexpected error preparing images for %s", classifier.source.name)
             tensors = _one_by_one(decoded, classifier, slots, results)
         ready.update(zip(slots, tensors, strict=True))
+    prepared = time.perf_counter()
+    phases["decode"] = prepared - started
     if ready:
         order = sorted(ready)
         probabilities = classifier.run(np.stack([ready[index] for index in order]))
+        phases["inference"] = time.perf_counter() - prepared
         for index, row in zip(order, probabilities, strict=True):
             results[index] = row
     return [r if r is not None else RuntimeError("no result") for r in results]

@@ -32,7 +32,7 @@ from modelwire.api.v1 import (
 from modelwire.core.batching import BatchObserver
 from modelwire.core.datasets import Datasets
 from modelwire.core.images import DecodeLimits
-from modelwire.core.inference import InferenceEngine
+from modelwire.core.inference import InferenceEngine, TimingHook
 from modelwire.core.repository import DEFAULT_REPOSITORY
 from modelwire.core.training.jobs import TrainingJobs
 from modelwire.errors import InvalidInput
@@ -60,6 +60,7 @@ from modelwire.server.servicers.oip import OipServicer
 from modelwire.server.servicers.training import SERVICE_NAME as TRAINING_SERVICE
 from modelwire.server.servicers.training import TrainingServicer
 from modelwire.settings import Settings
+from modelwire.tracing import Tracing, from_environment
 
 __all__ = ["RunningServer", "build_server", "serve", "start_engine"]
 
@@ -108,7 +109,9 @@ class RunningServer:
 
 
 async def start_engine(
-    settings: Settings, observe: Callable[[str, int], BatchObserver] | None = None
+    settings: Settings,
+    observe: Callable[[str, int], BatchObserver] | None = None,
+    on_timing: TimingHook | None = None,
 ) -> InferenceEngine:
     """The engine over the data directory's trained models, the configured repositories
     and the built-in models, in that order (the first naming a model wins)."""
@@ -126,6 +129,7 @@ async def start_engine(
         limits=DecodeLimits(max_pixels=settings.max_image_pixels),
         default_model=settings.default_model,
         observe=observe,
+        on_timing=on_timing,
     )
 
 
@@ -151,8 +155,9 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     return options
 
 
-async def build_server(settings: Settings) -> RunningServer:
-    """Check the exposure, load the models, bind, start, and mark SERVING."""
+async def build_server(settings: Settings, *, tracing: Tracing | None = None) -> RunningServer:
+    """Check the exposure, load the models, bind, start, and mark SERVING. With
+    `tracing`, every call gets a span (see modelwire.tracing)."""
     check_exposure(settings)
     try:
         tokens = load_tokens(settings)
@@ -160,7 +165,9 @@ async def build_server(settings: Settings) -> RunningServer:
         raise OSError(error.message) from None
     credentials = server_credentials(settings)
     metrics = ServerMetrics()
-    engine = await start_engine(settings, metrics.observer)
+    engine = await start_engine(
+        settings, metrics.observer, tracing.record_timing if tracing is not None else None
+    )
     datasets = Datasets(settings.data_dir)
     training = await TrainingJobs.open(
         datasets,
@@ -170,7 +177,7 @@ async def build_server(settings: Settings) -> RunningServer:
         threads=settings.training_threads,
     )
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(tokens, metrics)],
+        interceptors=[CallInterceptor(tokens, metrics, tracing)],
         options=grpc_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -320,7 +327,7 @@ async def run_until_signal(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    running = await build_server(settings)
+    running = await build_server(settings, tracing=from_environment())
     await stop.wait()
     log.info("shutting down: finishing calls in flight (up to %.1fs)", settings.grace_period_s)
     await running.stop(settings.grace_period_s)

@@ -26,6 +26,7 @@ from modelwire.core.tokens import TokenStore
 from modelwire.errors import ModelwireError
 from modelwire.metrics import ServerMetrics
 from modelwire.server.status import rich_status
+from modelwire.tracing import Tracing
 
 __all__ = ["ANY_ROLE", "OPEN", "ROLES", "CallInterceptor", "request_id", "required_role"]
 
@@ -71,9 +72,15 @@ def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, tokens: TokenStore | None, metrics: ServerMetrics | None) -> None:
+    def __init__(
+        self,
+        tokens: TokenStore | None,
+        metrics: ServerMetrics | None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self._tokens = tokens
         self._metrics = metrics
+        self._tracing = tracing
 
     async def intercept_service(
         self,
@@ -119,6 +126,8 @@ class _Call:
         service, _, name = method.lstrip("/").rpartition("/")
         self._labels = ("grpc", service, name)
         self._id = metadata.get("x-request-id", "")[:128] or uuid.uuid4().hex[:16]
+        self._span: Any = None
+        self._span_token: Any = None
 
     def unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -158,6 +167,10 @@ class _Call:
     async def _begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
         started = time.perf_counter()
         request_id.set(self._id)
+        if self._owner._tracing is not None:
+            self._span, self._span_token = self._owner._tracing.start_call(
+                self._method, self._metadata
+            )
         metrics = self._owner._metrics
         if metrics is not None:
             metrics.in_flight.labels("grpc").inc()
@@ -186,6 +199,9 @@ class _Call:
         self._ended = True
         code = _code(context, error)
         seconds = time.perf_counter() - started
+        if self._span is not None and self._owner._tracing is not None:
+            number = grpc.StatusCode[code].value[0]
+            self._owner._tracing.end_call(self._span, self._span_token, code, number)
         metrics = self._owner._metrics
         if metrics is not None:
             metrics.in_flight.labels("grpc").dec()

@@ -44,7 +44,7 @@ def make(
     settings = {"max_batch_size": 4, "max_queue_delay_s": 0.0, "max_queue_size": 100}
     settings.update(options)
     return Batcher(
-        run,
+        lambda items, phases: run(items),
         executor=executor,
         max_batch_size=int(settings["max_batch_size"]),
         max_queue_delay_s=settings["max_queue_delay_s"],
