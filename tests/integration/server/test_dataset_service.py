@@ -125,6 +125,20 @@ async def test_errors(stub: pb_grpc.DatasetServiceStub) -> None:
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_bytes_per_stream_are_limited(start_server: ServerFactory) -> None:
+    server = await start_server(max_upload_bytes=3000)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.DatasetServiceStub(channel)
+        await stub.CreateDataset(pb.CreateDatasetRequest(name="capped"))
+        items = [(str(d), digit_bytes(d), "") for d in range(5)]  # ~1.1 KB each
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.UploadExamples(messages(items, dataset="capped"))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "at most 3,000 bytes" in (raised.value.details() or "")
+        kept = await stub.GetDataset(pb.GetDatasetRequest(name="capped"))
+        assert kept.dataset.examples == 2  # what fitted is kept
+
+
 async def test_limits(start_server: ServerFactory) -> None:
     server = await start_server(max_upload_examples=3, max_example_bytes=2000)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -17,6 +17,8 @@ from modelwire.api.v1 import datasets_pb2, datasets_pb2_grpc
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 from modelwire.logs import JsonFormatter
+from modelwire.server.app import grpc_options
+from modelwire.settings import load_settings
 from tests.conftest import ServerFactory, free_port
 from tests.images import digit_bytes, noise_picture
 from tests.models import add_model
@@ -155,3 +157,32 @@ async def test_graceful_shutdown_under_load_fails_no_call(
         replies = await asyncio.gather(*calls)
     assert len(replies) == 16
     assert all(reply.model == "slow" for reply in replies)
+
+
+async def test_metrics_on_their_own_port(start_server: ServerFactory) -> None:
+    rest_port, metrics_port = free_port(), free_port()
+    await start_server(rest_port=rest_port, metrics_port=metrics_port)
+    async with httpx.AsyncClient() as http:
+        scraped = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert scraped.status_code == 200
+        assert "modelwire_requests_total" in scraped.text
+        assert (await http.get(f"http://127.0.0.1:{rest_port}/metrics")).status_code == 404
+
+
+def test_limits_become_grpc_options(tmp_path: Path) -> None:
+    settings = load_settings(
+        max_concurrent_streams=7,
+        keepalive_min_ping_interval_s=2.5,
+        keepalive_max_ping_strikes=3,
+        max_connection_age_s=60,
+        grace_period_s=5,
+        max_message_bytes=4096,
+    )
+    options = dict(grpc_options(settings))
+    assert options["grpc.max_concurrent_streams"] == 7
+    assert options["grpc.http2.min_ping_interval_without_data_ms"] == 2500
+    assert options["grpc.http2.max_ping_strikes"] == 3
+    assert options["grpc.max_connection_age_ms"] == 60_000
+    assert options["grpc.max_connection_age_grace_ms"] == 5_000
+    assert options["grpc.max_receive_message_length"] == 4096
+    assert "grpc.max_connection_age_ms" not in dict(grpc_options(load_settings()))
