@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,7 +13,7 @@ import typer
 if TYPE_CHECKING:
     from modelwire.client import Client
 
-__all__ = ["ClientOptions", "TargetOption", "connect", "fail"]
+__all__ = ["ClientOptions", "TargetOption", "connect", "connected", "fail"]
 
 
 @dataclass
@@ -49,3 +51,15 @@ def fail(message: str) -> typer.Exit:
     """Print `error: message` to stderr; raise the result to exit 1."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
+
+
+@contextlib.contextmanager
+def connected(target: str, timeout: float | None = 30.0) -> Iterator[Client]:
+    """A client whose errors end the command with `error: <message>` and exit 1."""
+    from modelwire.errors import ModelwireError
+
+    with connect(target, timeout) as client:
+        try:
+            yield client
+        except ModelwireError as error:
+            raise fail(error.message) from None

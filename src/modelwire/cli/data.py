@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelwire.cli.common import TargetOption, connect, fail
-from modelwire.errors import ModelwireError
+from modelwire.cli.common import TargetOption, connected, fail
 
 __all__ = ["IMAGE_SUFFIXES", "data_app", "image_folder"]
 
@@ -35,24 +34,16 @@ def create(
     target: TargetOption = "localhost:50051",
 ) -> None:
     """Create an empty dataset."""
-
-    with connect(target) as client:
-        try:
-            client.create_dataset(name, description)
-        except ModelwireError as error:
-            raise fail(error.message) from None
+    with connected(target) as client:
+        client.create_dataset(name, description)
     typer.echo(f"created {name}")
 
 
 @data_app.command("ls")
 def list_datasets(target: TargetOption = "localhost:50051") -> None:
     """List the datasets: name, examples, labels, bytes."""
-
-    with connect(target) as client:
-        try:
-            datasets = client.list_datasets()
-        except ModelwireError as error:
-            raise fail(error.message) from None
+    with connected(target) as client:
+        datasets = client.list_datasets()
     for dataset in datasets:
         typer.echo(
             f"{dataset.name}\t{dataset.examples} examples\t{len(dataset.label_counts)} labels\t"
@@ -63,12 +54,8 @@ def list_datasets(target: TargetOption = "localhost:50051") -> None:
 @data_app.command("show")
 def show(name: str, target: TargetOption = "localhost:50051") -> None:
     """Describe a dataset: examples per label, size, times."""
-
-    with connect(target) as client:
-        try:
-            dataset = client.get_dataset(name)
-        except ModelwireError as error:
-            raise fail(error.message) from None
+    with connected(target) as client:
+        dataset = client.get_dataset(name)
     typer.echo(f"{dataset.name}: {dataset.examples} examples, {dataset.total_bytes} bytes")
     if dataset.description:
         typer.echo(dataset.description)
@@ -81,12 +68,8 @@ def show(name: str, target: TargetOption = "localhost:50051") -> None:
 @data_app.command("rm")
 def remove(name: str, target: TargetOption = "localhost:50051") -> None:
     """Delete a dataset and its examples."""
-
-    with connect(target) as client:
-        try:
-            client.delete_dataset(name)
-        except ModelwireError as error:
-            raise fail(error.message) from None
+    with connected(target) as client:
+        client.delete_dataset(name)
     typer.echo(f"deleted {name}")
 
 
@@ -123,11 +106,8 @@ def upload(
                 yield Example(label, path, str(path.relative_to(folder)))
                 progress.advance(task)
 
-        with connect(target) as client:
-            try:
-                summary = client.upload_examples(dataset, examples())
-            except ModelwireError as error:
-                raise fail(error.message) from None
+        with connected(target) as client:
+            summary = client.upload_examples(dataset, examples())
     typer.echo(
         f"{dataset}: {summary.accepted} accepted, {summary.duplicates} duplicates, "
         f"{len(summary.rejected)} rejected"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelwire.cli.common import TargetOption, connect, fail
+from modelwire.cli.common import TargetOption, connected, fail
 from modelwire.errors import ModelwireError
 
 if TYPE_CHECKING:
@@ -77,11 +77,8 @@ def train(
         seed=seed,
         promote=policies[promote],
     )
-    with connect(target) as client:
-        try:
-            job = client.start_training(config)
-        except ModelwireError as error:
-            raise fail(error.message) from None
+    with connected(target) as client:
+        job = client.start_training(config)
         typer.echo(f"job {job.id} {_state(job)}: {model} on {dataset}")
         if watch:
             _follow(client, job.id)
@@ -125,11 +122,8 @@ def jobs(ctx: typer.Context, target: TargetOption = "localhost:50051") -> None:
     if ctx.invoked_subcommand is not None:
         return
 
-    with connect(target) as client:
-        try:
-            listed = client.list_training_jobs()
-        except ModelwireError as error:
-            raise fail(error.message) from None
+    with connected(target) as client:
+        listed = client.list_training_jobs()
     for job in listed:
         version = f"v{job.version}" if job.version else ""
         reason = f" - {job.reason}" if job.reason else ""
@@ -144,29 +138,21 @@ def show(job_id: str, target: TargetOption = "localhost:50051") -> None:
     """Describe a job as JSON."""
     from google.protobuf import json_format
 
-    with connect(target) as client:
-        try:
-            job = client.get_training_job(job_id)
-        except ModelwireError as error:
-            raise fail(error.message) from None
+    with connected(target) as client:
+        job = client.get_training_job(job_id)
     typer.echo(json_format.MessageToJson(job, preserving_proto_field_name=True))
 
 
 @jobs_app.command("watch")
 def watch(job_id: str, target: TargetOption = "localhost:50051") -> None:
     """Follow a job to its end; exit 1 unless it succeeds."""
-
-    with connect(target) as client:
+    with connected(target) as client:
         _follow(client, job_id)
 
 
 @jobs_app.command("cancel")
 def cancel(job_id: str, target: TargetOption = "localhost:50051") -> None:
     """Cancel a queued or running job."""
-
-    with connect(target) as client:
-        try:
-            job = client.cancel_training(job_id)
-        except ModelwireError as error:
-            raise fail(error.message) from None
+    with connected(target) as client:
+        job = client.cancel_training(job_id)
     typer.echo(f"job {job.id} {_state(job)}")
