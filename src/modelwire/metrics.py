@@ -64,6 +64,13 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.inference_seconds = Histogram(
+            "modelwire_inference_duration_seconds",
+            "Time the model itself took for one batch (ONNX Runtime).",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
             "modelwire_batch_size",
             "Inputs per batch run.",
@@ -96,10 +103,15 @@ class ServerMetrics:
         wait = self.queue_wait.labels(*labels)
         took = self.batch_seconds.labels(*labels)
         size = self.batch_size.labels(*labels)
+        inference = self.inference_seconds.labels(*labels)
 
-        def observe(count: int, waits: Sequence[float], seconds: float) -> None:
+        def observe(
+            count: int, waits: Sequence[float], seconds: float, phases: dict[str, float]
+        ) -> None:
             size.observe(count)
             took.observe(seconds)
+            if "inference" in phases:
+                inference.observe(phases["inference"])
             for waited in waits:
                 wait.observe(waited)
 

@@ -32,9 +32,10 @@ R = TypeVar("R")
 #: of the run took, in seconds, in the dict it is given ({"decode": ..., ...}).
 RunBatch = Callable[[list[T], dict[str, float]], Sequence[R | BaseException]]
 
-#: Told of every batch run: its size, how long each item waited in the queue, and how
-#: long the run took (seconds). For metrics; it must be quick and must not raise.
-BatchObserver = Callable[[int, Sequence[float], float], None]
+#: Told of every batch run: its size, how long each item waited in the queue, how long
+#: the run took, and its phases as run_batch recorded them (seconds). For metrics; it
+#: must be quick and must not raise.
+BatchObserver = Callable[[int, Sequence[float], float, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ class Batcher(Generic[T, R]):
         finally:
             if self._observer is not None:
                 waits = [started - p.queued_at for p in batch]
-                self._observer(len(batch), waits, loop.time() - started)
+                self._observer(len(batch), waits, loop.time() - started, phases)
             self._slots.release()
             self.stats.batches += 1
             self.stats.items += len(batch)

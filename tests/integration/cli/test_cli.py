@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,30 @@ def test_protos_prints_the_folder_with_the_document_proto() -> None:
     assert result.returncode == 0
     proto = Path(result.stdout.strip()) / "modelwire/api/compat/image_classifier.proto"
     assert "service ImageClassifier" in proto.read_text()
+
+
+def test_serve_has_a_flag_for_every_setting() -> None:
+    from modelwire.settings import Settings
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "modelwire", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "300"},  # wide enough that no flag is cut
+    )
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    renamed = {
+        "hosts": "--host",
+        "model_repositories": "--model-repository",
+        "default_models": "--default-models",
+        "grace_period_s": "--grace-period",
+        "poll_repository_s": "--poll-repository",
+        "tokens_file": "--tokens",
+        "keepalive_min_ping_interval_s": "--keepalive-min-ping-interval",
+        "max_connection_age_s": "--max-connection-age",
+    }
+    for name in Settings.model_fields:
+        flag = renamed.get(name, "--" + name.replace("_", "-"))
+        assert flag in text, f"serve has no {flag} for the setting {name}"

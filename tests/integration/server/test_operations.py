@@ -101,6 +101,8 @@ async def test_metrics_count_known_traffic(start_server: ServerFactory) -> None:
     assert found[("modelwire_batch_size_count", version)] == 6
     assert found[("modelwire_queue_wait_seconds_count", version)] == 6
     assert found[("modelwire_batch_duration_seconds_count", version)] == 6
+    # Only the batches with a decodable picture reached the model:
+    assert found[("modelwire_inference_duration_seconds_count", version)] == 4
     assert found[("modelwire_queue_depth", version)] == 0
     assert found[("modelwire_model_state", (("model", "digits"), ("state", "READY")))] == 1
     assert found[("modelwire_model_state", (("model", "digits"), ("state", "FAILED")))] == 0
