@@ -1,10 +1,14 @@
 """A closed-loop load generator for modelwire's APIs, gRPC and REST.
 
 `concurrency` requests are kept in flight; what completes during `duration_s` seconds,
-after `warmup_s`, is counted. Each mode runs that many callers, each sending its next
-request when the previous one answers, except stream mode, which opens `streams`
-ClassifyStream calls and keeps concurrency/streams messages in flight on each. Latency is
-measured per request (per message in stream mode), send to answer.
+after `warmup_s`, is counted (or, with `count`, the first `count` answers, no warm-up).
+Each mode runs that many callers, each sending its next request when the previous one
+answers, except stream mode, which opens `streams` ClassifyStream calls and keeps
+concurrency/streams messages in flight on each. With `rate`, requests are instead sent
+at that fixed rate (an open loop, at most `concurrency` in flight; a request that cannot
+go out on time because all are busy counts as "late"), and latency is measured from
+when each request was due, so a slow server cannot hide its queue. Latency is measured
+per request (per message in stream mode), send to answer.
 
 Modes and their payloads:
 - unary: gRPC Classify with the image; stream: gRPC ClassifyStream with the image;
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -54,6 +59,8 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     #: Every request answered, warm-up and tail included: what the server did in the run.
     answered: int = 0
+    #: The fixed send rate, for open-loop runs.
+    rate: float | None = None
 
     @property
     def throughput(self) -> float:
@@ -66,11 +73,15 @@ class LoadResult:
         return {
             "mode": self.mode,
             "concurrency": self.concurrency,
+            "rate_per_s": self.rate,
+            "seconds": round(self.seconds, 3),
             "ok": self.ok,
             "errors": self.errors,
             "throughput_per_s": round(self.throughput, 1),
             "p50_ms": round(self.percentile_ms(50), 3),
+            "p90_ms": round(self.percentile_ms(90), 3),
             "p99_ms": round(self.percentile_ms(99), 3),
+            "max_ms": round(self.percentile_ms(100), 3),
             "answered": self.answered,
         }
 
@@ -85,6 +96,8 @@ async def run_load(
     duration_s: float = 5.0,
     warmup_s: float = 1.0,
     streams: int = 4,
+    count: int | None = None,
+    rate: float | None = None,
 ) -> LoadResult:
     """Drive the server at `target` (HOST:PORT, gRPC or REST as the mode says) and return
     what it answered in the measured window. `payload` is the encoded image, or for the
@@ -95,7 +108,11 @@ async def run_load(
         raise ValueError(f"mode {mode} takes {'a tensor' if mode in TENSOR_MODES else 'bytes'}")
     if mode.startswith(("rest", "oip-rest")) and not model:
         raise ValueError("REST modes need the model's name")
-    window = _Window(mode, concurrency, duration_s, warmup_s)
+    if rate is not None and (mode == "stream" or rate <= 0):
+        raise ValueError("a fixed rate is for the unary modes, and must be above 0")
+    if count is not None and count < 1:
+        raise ValueError("count must be at least 1")
+    window = _Window(mode, concurrency, duration_s, warmup_s, count, rate)
     if mode in ("unary", "stream"):
         assert isinstance(payload, bytes)
         await _classify_load(target, payload, model, mode, streams, window)
@@ -110,25 +127,49 @@ async def run_load(
 class _Window:
     """The measured window, and the record of what completed inside it."""
 
-    def __init__(self, mode: str, concurrency: int, duration_s: float, warmup_s: float):
-        self.result = LoadResult(mode, concurrency, duration_s)
+    def __init__(
+        self,
+        mode: str,
+        concurrency: int,
+        duration_s: float,
+        warmup_s: float,
+        count: int | None = None,
+        rate: float | None = None,
+    ) -> None:
+        self.result = LoadResult(mode, concurrency, duration_s, rate=rate)
         self.concurrency = concurrency
         self._duration_s = duration_s
-        self._warmup_s = warmup_s
+        self._warmup_s = 0.0 if count is not None else warmup_s
+        self._count = count
+        self._rate = rate
+        #: Requests sent and not yet answered.
+        self.in_flight = 0
+        self._started = 0.0
         self.stop_at = 0.0
         self._measure_from = 0.0
 
     def start(self) -> None:
         now = asyncio.get_running_loop().time()
+        self._started = now
         self._measure_from = now + self._warmup_s
-        self.stop_at = self._measure_from + self._duration_s
+        self.stop_at = (
+            math.inf if self._count is not None else self._measure_from + self._duration_s
+        )
+
+    @property
+    def sending(self) -> bool:
+        if self._count is not None:
+            return self.result.answered + self.in_flight < self._count
+        return asyncio.get_running_loop().time() < self.stop_at
 
     def record(self, sent: float, error: str | None) -> None:
         # Count what completes inside the window, whenever it was sent: with long
         # latencies, counting by send time would miss the window's last answers.
         now = asyncio.get_running_loop().time()
         self.result.answered += 1
-        if not self._measure_from <= now <= self.stop_at:
+        if self._count is not None:
+            self.result.seconds = now - self._started
+        elif not self._measure_from <= now <= self.stop_at:
             return
         if error is None:
             self.result.ok += 1
@@ -138,13 +179,47 @@ class _Window:
 
     async def run_callers(self, send: Send) -> None:
         self.start()
+        if self._rate is not None:
+            await self._open_loop(send, self._rate)
+            return
         await asyncio.gather(*(self._caller(send) for _ in range(self.concurrency)))
 
     async def _caller(self, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        while loop.time() < self.stop_at:
+        while self.sending:
             sent = loop.time()
-            self.record(sent, await send())
+            self.in_flight += 1
+            try:
+                error = await send()
+            finally:
+                self.in_flight -= 1
+            self.record(sent, error)
+
+    async def _open_loop(self, send: Send, rate: float) -> None:
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(due: float) -> None:
+            try:
+                self.record(due, await send())
+            finally:
+                self.in_flight -= 1
+                slots.release()
+
+        due = loop.time()
+        while self.sending:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if slots.locked():
+                self.record(due, "late")  # every request slot busy: the server fell behind
+            else:
+                await slots.acquire()
+                self.in_flight += 1
+                task = asyncio.create_task(one(due))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            due += 1 / rate
+        await asyncio.gather(*tasks)
 
 
 async def _grpc_call(call: Coroutine[Any, Any, object]) -> str | None:
@@ -190,19 +265,22 @@ async def _streamer(
         counter += 1
         key = str(counter)
         sent_at[key] = loop.time()
+        window.in_flight += 1
         await call.write(pb.ClassifyStreamRequest(id=key, request=request))
 
     for _ in range(depth):
-        await send_one()
+        if window.sending:
+            await send_one()
     sending = True
     while sent_at:
         response = await call.read()
         if response is grpc.aio.EOF:  # type: ignore[attr-defined]
             break
         sent = sent_at.pop(response.id)
+        window.in_flight -= 1
         error = response.error.code if response.HasField("error") else None
         window.record(sent, None if error is None else f"code {error}")
-        if sending and loop.time() < window.stop_at:
+        if sending and window.sending:
             await send_one()
         elif sending:
             sending = False

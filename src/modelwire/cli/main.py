@@ -334,21 +334,43 @@ def bench(
             "rest (raw image body), rest-json (base64 JSON), oip-rest (JSON tensor)."
         ),
     ] = "unary",
-    concurrency: Annotated[int, typer.Option(help="Requests kept in flight.")] = 8,
-    duration: Annotated[float, typer.Option(help="Seconds measured, after 1 s of warm-up.")] = 5.0,
+    concurrency: Annotated[
+        str, typer.Option(help="Requests kept in flight; a list (1,8,32) sweeps them.")
+    ] = "8",
+    duration: Annotated[float, typer.Option(help="Seconds measured, after the warm-up.")] = 5.0,
+    count: Annotated[
+        int | None, typer.Option(help="Instead of a duration: stop after this many answers.")
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Send at this many requests/s (open loop) instead of back to back."),
+    ] = None,
+    warmup: Annotated[float, typer.Option(help="Seconds of warm-up, not counted.")] = 1.0,
     streams: Annotated[int, typer.Option(help="Streams in stream mode.")] = 4,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print JSON (a list for a sweep).")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG of throughput and latency per concurrency.")
+    ] = None,
 ) -> None:
-    """Load a server with one kind of request; print throughput and latency."""
+    """Load a server with one kind of request; print throughput, latency percentiles and
+    errors by status code (a table, or JSON)."""
     import asyncio
     import json
 
     import numpy as np
 
-    from modelwire.bench.loadgen import MODES, TENSOR_MODES, run_load
+    from modelwire.bench.loadgen import MODES, TENSOR_MODES, LoadResult, run_load
 
     if mode not in MODES:
         raise _fail(f"--mode is one of {', '.join(MODES)}")
+    try:
+        levels = [int(level) for level in concurrency.split(",")]
+    except ValueError:
+        raise _fail("--concurrency is a number or a comma-separated list of numbers") from None
+    if not levels or min(levels) < 1:
+        raise _fail("--concurrency must be at least 1")
     data: bytes | np.ndarray
     if mode in TENSOR_MODES:
         if payload.suffix != ".npy":
@@ -356,28 +378,58 @@ def bench(
         data = np.load(payload).astype(np.float32)
     else:
         data = payload.read_bytes()
-    try:
-        result = asyncio.run(
-            run_load(
+
+    async def sweep() -> list[LoadResult]:
+        return [
+            await run_load(
                 target,
                 data,
                 model=model,
                 mode=mode,  # type: ignore[arg-type]
-                concurrency=concurrency,
+                concurrency=level,
                 duration_s=duration,
+                warmup_s=warmup,
                 streams=streams,
+                count=count,
+                rate=rate,
             )
-        )
+            for level in levels
+        ]
+
+    try:
+        results = asyncio.run(sweep())
     except (ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
-    summary = result.summary()
+    summaries = [result.summary() for result in results]
+    if plot is not None:
+        from modelwire.bench.plot import plot_sweep
+
+        plot_sweep(results, plot, f"modelwire bench: {mode} on {target}")
     if json_output:
-        typer.echo(json.dumps(summary))
+        typer.echo(json.dumps(summaries[0] if len(summaries) == 1 else summaries))
         return
-    typer.echo(
-        f"{summary['mode']} x{summary['concurrency']}: {summary['throughput_per_s']} req/s, "
-        f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, errors {summary['errors']}"
-    )
+    _print_table(summaries)
+
+
+def _print_table(summaries: list[dict[str, object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("mode", "in flight", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors")
+    for row in summaries:
+        errors = row["errors"]
+        assert isinstance(errors, dict)
+        table.add_row(
+            str(row["mode"]),
+            str(row["concurrency"]),
+            f"{row['throughput_per_s']}",
+            f"{row['p50_ms']}",
+            f"{row['p90_ms']}",
+            f"{row['p99_ms']}",
+            f"{row['max_ms']}",
+            ", ".join(f"{code}: {n}" for code, n in errors.items()) or "none",
+        )
+    Console().print(table)
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,50 @@ def test_bench_modes_over_oip_and_rest(
     assert isinstance(summary["ok"], int)
     assert summary["ok"] > 0
     assert summary["errors"] == {}
+
+
+def test_sweep_count_rate_and_plot(serve_process: ServeProcess, tmp_path: Path) -> None:
+    image = tmp_path / "digit.png"
+    image.write_bytes(digit_bytes(5))
+    picture = tmp_path / "sweep.png"
+    base = [
+        sys.executable,
+        "-m",
+        "modelwire",
+        "bench",
+        str(image),
+        "--target",
+        serve_process.target,
+    ]
+    swept = subprocess.run(
+        [*base, "--concurrency", "1,4", "--duration", "0.3", "--warmup", "0.1", "--json",
+         "--plot", str(picture)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    rows = json.loads(swept.stdout)
+    assert [row["concurrency"] for row in rows] == [1, 4]
+    for row in rows:
+        assert row["ok"] > 0
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    counted = subprocess.run(
+        [*base, "--count", "25", "--concurrency", "4", "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert json.loads(counted.stdout)["answered"] == 25
+    paced = subprocess.run(
+        [*base, "--count", "20", "--rate", "100", "--concurrency", "4", "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    summary = json.loads(paced.stdout)
+    assert summary["answered"] == 20
+    assert summary["rate_per_s"] == 100
+    table = subprocess.run(
+        [*base, "--count", "5", "--concurrency", "1"],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert "p99 ms" in table.stdout
 
 
 def test_bench_refuses_a_mismatched_payload(serve_process: ServeProcess, tmp_path: Path) -> None:
