@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 
 import grpc
@@ -24,7 +24,7 @@ class AsyncClient:
 
     def __init__(
         self,
-        target: str = "localhost:50051",
+        target: str | Sequence[str] = "localhost:50051",
         *,
         timeout: float | None = 30.0,
         ca: PemInput | None = None,
@@ -33,10 +33,13 @@ class AsyncClient:
         token: str | None = None,
         tls: bool = False,
     ) -> None:
-        """`ca` (trusted roots; None: the system's), `cert` and `key` (a client
+        """`target` is one HOST:PORT, a DNS name with many addresses, or several
+        addresses (a list, or comma-separated): calls are balanced round-robin over the
+        healthy ones, and calls safe to repeat are retried elsewhere when one fails.
+        `ca` (trusted roots; None: the system's), `cert` and `key` (a client
         certificate, for mutual TLS) are PEM files or bytes, and any of them turns TLS
         on, as does `tls`; `token` is sent as `authorization: Bearer <token>`."""
-        self.target = target
+        self.target = target if isinstance(target, str) else ",".join(target)
         self.timeout = timeout
         connection = Connection(target, ca, cert, key, token, tls)
         self._channel = connection.aio_channel()

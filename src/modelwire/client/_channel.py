@@ -1,8 +1,13 @@
-"""Channels to a modelwire server: plaintext or TLS (optionally with a client certificate
-for mutual TLS), and a bearer token sent with every call."""
+"""Channels to modelwire servers: plaintext or TLS (optionally with a client certificate
+for mutual TLS), a bearer token sent with every call, and, across replicas, gRPC's own
+client-side balancing: `round_robin` over every address of the target (several
+addresses, or a DNS name with many), skipping replicas whose health service says
+NOT_SERVING, and retrying calls that are safe to repeat when a replica is UNAVAILABLE."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,11 +18,73 @@ import grpc
 
 __all__ = ["Connection"]
 
-# The client does not cap sizes itself: the server's limit decides and says so.
+#: Calls that change nothing on the server: retried on another replica when one is
+#: UNAVAILABLE (streams are not: a retry would replay what the stream already did).
+IDEMPOTENT = [
+    {"service": "ImageClassifier"},
+    {"service": "modelwire.api.v1.InferenceService", "method": "Classify"},
+    {"service": "modelwire.api.v1.ModelService", "method": "ListModels"},
+    {"service": "modelwire.api.v1.ModelService", "method": "GetModel"},
+    {"service": "inference.GRPCInferenceService", "method": "ModelInfer"},
+    {"service": "inference.GRPCInferenceService", "method": "ModelMetadata"},
+    {"service": "inference.GRPCInferenceService", "method": "ModelReady"},
+    {"service": "inference.GRPCInferenceService", "method": "ServerMetadata"},
+    {"service": "modelwire.api.v1.DatasetService", "method": "GetDataset"},
+    {"service": "modelwire.api.v1.DatasetService", "method": "ListDatasets"},
+    {"service": "modelwire.api.v1.TrainingService", "method": "GetTrainingJob"},
+    {"service": "modelwire.api.v1.TrainingService", "method": "ListTrainingJobs"},
+]
+
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": ""},
+    "methodConfig": [
+        {
+            "name": IDEMPOTENT,
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
+
 CHANNEL_OPTIONS = [
+    # The client does not cap sizes itself: the server's limit decides and says so.
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
 ]
+
+
+def channel_target(targets: str | Sequence[str]) -> str:
+    """One gRPC target for one address or several: "host:port" as it is (a DNS name
+    with many addresses is balanced over all of them), several IP "host:port" as
+    gRPC's ipv4:/ipv6: address lists."""
+    if isinstance(targets, str):
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    if not targets:
+        raise ValueError("no target given")
+    if len(targets) == 1:
+        return targets[0]
+    families = set()
+    for target in targets:
+        host = target.rsplit(":", 1)[0].strip("[]")
+        try:
+            families.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise ValueError(
+                f"several targets must be IP:port addresses, got {target!r}; for names, "
+                "give one DNS name that resolves to every replica"
+            ) from None
+    if len(families) > 1:
+        raise ValueError("several targets must all be IPv4 or all IPv6")
+    return f"ipv{families.pop()}:" + ",".join(targets)
+
 
 PemInput = str | os.PathLike[str] | bytes
 
@@ -34,7 +101,7 @@ class Connection:
     `key` is given (`ca` None: the system's trusted roots); `cert` and `key` are the
     client certificate for mutual TLS; `token` goes in `authorization: Bearer ...`."""
 
-    target: str
+    target: str | Sequence[str]
     ca: PemInput | None = None
     cert: PemInput | None = None
     key: PemInput | None = None
@@ -59,9 +126,11 @@ class Connection:
 
     def channel(self) -> grpc.Channel:
         if self.secure:
-            channel = grpc.secure_channel(self.target, self._credentials(), CHANNEL_OPTIONS)
+            channel = grpc.secure_channel(
+                channel_target(self.target), self._credentials(), CHANNEL_OPTIONS
+            )
         else:
-            channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            channel = grpc.insecure_channel(channel_target(self.target), options=CHANNEL_OPTIONS)
         if self.token:
             return grpc.intercept_channel(channel, _Token(self.metadata()))
         return channel
@@ -77,9 +146,14 @@ class Connection:
         chosen: Any = interceptors if self.token else None
         if self.secure:
             return grpc.aio.secure_channel(
-                self.target, self._credentials(), CHANNEL_OPTIONS, interceptors=chosen
+                channel_target(self.target),
+                self._credentials(),
+                CHANNEL_OPTIONS,
+                interceptors=chosen,
             )
-        return grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS, interceptors=chosen)
+        return grpc.aio.insecure_channel(
+            channel_target(self.target), options=CHANNEL_OPTIONS, interceptors=chosen
+        )
 
 
 class _Details(grpc.ClientCallDetails):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -37,7 +37,7 @@ class Client:
 
     def __init__(
         self,
-        target: str = "localhost:50051",
+        target: str | Sequence[str] = "localhost:50051",
         *,
         timeout: float | None = 30.0,
         ca: PemInput | None = None,
@@ -46,10 +46,13 @@ class Client:
         token: str | None = None,
         tls: bool = False,
     ) -> None:
-        """`ca` (trusted roots; None: the system's), `cert` and `key` (a client
+        """`target` is one HOST:PORT, a DNS name with many addresses, or several
+        addresses (a list, or comma-separated): calls are balanced round-robin over the
+        healthy ones, and calls safe to repeat are retried elsewhere when one fails.
+        `ca` (trusted roots; None: the system's), `cert` and `key` (a client
         certificate, for mutual TLS) are PEM files or bytes, and any of them turns TLS
         on, as does `tls`; `token` is sent as `authorization: Bearer <token>`."""
-        self.target = target
+        self.target = target if isinstance(target, str) else ",".join(target)
         self.timeout = timeout
         connection = Connection(target, ca, cert, key, token, tls)
         self._channel = connection.channel()

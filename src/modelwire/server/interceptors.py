@@ -12,7 +12,6 @@ the servicer's code runs.
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import logging
 import time
@@ -25,10 +24,10 @@ import grpc
 from modelwire.core.tokens import TokenStore
 from modelwire.errors import ModelwireError
 from modelwire.metrics import ServerMetrics
-from modelwire.server.status import rich_status
+from modelwire.server.status import abort_for, request_id, status_code
 from modelwire.tracing import Tracing
 
-__all__ = ["ANY_ROLE", "OPEN", "ROLES", "CallInterceptor", "request_id", "required_role"]
+__all__ = ["ANY_ROLE", "OPEN", "ROLES", "CallInterceptor", "required_role"]
 
 access_log = logging.getLogger("modelwire.access")
 
@@ -52,9 +51,6 @@ ROLES: dict[str, str | dict[str, str]] = {
     "modelwire.api.v1.DatasetService": "train",
     "modelwire.api.v1.TrainingService": "train",
 }
-
-#: The id of the call being served (for log lines written while serving it).
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 
 def required_role(full_method: str) -> str:
@@ -131,10 +127,14 @@ class _Call:
 
     def unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started = await self._begin(context)
+            started = await self._begin(context, echo_now=False)
             error: BaseException | None = None
             try:
-                return await behaviour(request, context)
+                response = await behaviour(request, context)
+                # The id goes out with the answer, not before it: until a call's
+                # headers arrive the client may still retry it on another replica.
+                await context.send_initial_metadata((("x-request-id", self._id),))
+                return response
             except BaseException as caught:
                 error = caught
                 raise
@@ -164,7 +164,9 @@ class _Call:
 
         return wrapper
 
-    async def _begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> float:
+    async def _begin(
+        self, context: grpc.aio.ServicerContext[Any, Any], *, echo_now: bool = True
+    ) -> float:
         started = time.perf_counter()
         request_id.set(self._id)
         if self._owner._tracing is not None:
@@ -174,7 +176,8 @@ class _Call:
         metrics = self._owner._metrics
         if metrics is not None:
             metrics.in_flight.labels("grpc").inc()
-        await context.send_initial_metadata((("x-request-id", self._id),))
+        if echo_now:
+            await context.send_initial_metadata((("x-request-id", self._id),))
         tokens = self._owner._tokens
         role = required_role(self._method)
         if tokens is not None and role != OPEN:
@@ -184,8 +187,7 @@ class _Call:
                     principal.require(role)
             except ModelwireError as error:
                 self._end(context, started, error)
-                status = rich_status(error)
-                await context.abort(status.code, status.details, status.trailing_metadata)
+                await abort_for(error, context, self._method)
         return started
 
     def _end(
@@ -224,7 +226,7 @@ class _Call:
 
 def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
     if isinstance(error, ModelwireError):
-        return rich_status(error).code.name
+        return status_code(error).name
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name

@@ -10,6 +10,7 @@ not an error and passes through untouched.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -36,7 +37,15 @@ from modelwire.errors import (
     Unavailable,
 )
 
-__all__ = ["STATUS_CODES", "Context", "grpc_errors", "rich_status", "status_code"]
+__all__ = [
+    "STATUS_CODES",
+    "Context",
+    "abort_for",
+    "grpc_errors",
+    "request_id",
+    "rich_status",
+    "status_code",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +105,24 @@ Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+#: The id of the call being served (set by the interceptor; echoed with every error).
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def _with_request_id(metadata: Any) -> tuple[tuple[str, Any], ...]:
+    pairs = tuple(metadata or ())
+    return (*pairs, ("x-request-id", request_id.get())) if request_id.get() else pairs
+
+
 async def abort_for(error: Exception, context: Context, where: str) -> None:
-    """Abort the call with the status for `error` (always raises)."""
+    """Abort the call with the status for `error`, and the call's request id in the
+    trailing metadata (always raises)."""
     if isinstance(error, ModelwireError):
         status = rich_status(error)
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        trailing = _with_request_id(status.trailing_metadata)
+        await context.abort(status.code, status.details, trailing)
     log.error("unexpected error in %s", where, exc_info=error)
-    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, _with_request_id(()))
 
 
 def grpc_errors(

@@ -41,7 +41,8 @@ async def test_request_ids_are_echoed_and_every_call_is_logged(
         bad = stub.Classify(pb.ClassifyRequest(image=b"junk"))
         with pytest.raises(grpc.aio.AioRpcError):
             await bad
-        generated = dict(await bad.initial_metadata())["x-request-id"]
+        # A failed call carries its id in the trailing metadata.
+        generated = dict(await bad.trailing_metadata())["x-request-id"]
         assert len(generated) == 16
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest_port}") as http:
         answer = await http.get("/v2/health/live", headers={"x-request-id": "rest-7"})

@@ -1,0 +1,91 @@
+"""Several replicas behind one client: gRPC's round_robin spreads the calls, a replica
+whose health says NOT_SERVING gets none, and one killed under load fails no call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from modelwire.client import AsyncClient, Client
+from modelwire.client._channel import channel_target
+from modelwire.errors import ModelwireError
+from modelwire.server.app import NOT_SERVING, RunningServer
+from tests.conftest import ServerFactory, start_serve, stop_serve
+from tests.images import digit_bytes
+
+
+def served(server: RunningServer) -> int:
+    batcher = server.engine.models.resolve("digits").batcher
+    assert batcher is not None
+    return batcher.stats.items
+
+
+async def test_round_robin_and_health(start_server: ServerFactory) -> None:
+    replicas = [await start_server() for _ in range(3)]
+    targets = [f"127.0.0.1:{r.port}" for r in replicas]
+    async with AsyncClient(targets) as client:
+        for _ in range(30):
+            assert (await client.classify(digit_bytes(8))).label == "8"
+        counts = [served(r) for r in replicas]
+        assert sum(counts) == 30
+        assert all(count >= 5 for count in counts), counts  # every replica took a share
+
+        replicas[1].health.set("", NOT_SERVING)
+        await asyncio.sleep(1.0)  # health watch updates reach the client
+        before = [served(r) for r in replicas]
+        for _ in range(30):
+            await client.classify(digit_bytes(8))
+        after = [served(r) for r in replicas]
+    assert after[1] == before[1]  # the NOT_SERVING replica got nothing
+    assert after[0] > before[0]
+    assert after[2] > before[2]
+
+
+def test_targets_become_one_grpc_target() -> None:
+    assert channel_target("localhost:50051") == "localhost:50051"
+    assert channel_target(["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert channel_target("127.0.0.1:1, 127.0.0.1:2") == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert channel_target(["[::1]:1", "[::1]:2"]) == "ipv6:[::1]:1,[::1]:2"
+    with pytest.raises(ValueError, match="IP:port"):
+        channel_target(["a.example:1", "b.example:1"])
+
+
+def test_killing_a_replica_under_load_fails_no_call(tmp_path: Path) -> None:
+    replicas = [
+        start_serve("--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / str(i)))
+        for i in range(3)
+    ]
+    failures: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        with Client([r.target for r in replicas], timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    client.classify(digit_bytes(2))
+                    answered[0] += 1
+                except ModelwireError as error:
+                    failures.append(f"{error.status}: {error.message}")
+
+    callers = [threading.Thread(target=load) for _ in range(4)]
+    try:
+        for caller in callers:
+            caller.start()
+        while answered[0] < 100:
+            time.sleep(0.01)
+        replicas[0].process.kill()  # kill -9, mid-load
+        before = answered[0]
+        while answered[0] < before + 200:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for caller in callers:
+            caller.join(timeout=30)
+        for replica in replicas:
+            stop_serve(replica)
+    assert failures == []
