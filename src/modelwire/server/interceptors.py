@@ -131,9 +131,11 @@ class _Call:
             error: BaseException | None = None
             try:
                 response = await behaviour(request, context)
-                # The id goes out with the answer, not before it: until a call's
-                # headers arrive the client may still retry it on another replica.
-                await context.send_initial_metadata((("x-request-id", self._id),))
+                # In the trailing metadata, which leaves in one batch with the answer.
+                # Initial metadata sent on its own would commit the call early (a
+                # client may retry a call on another replica only until its headers
+                # arrive) and costs a batch of its own on every call.
+                context.set_trailing_metadata((("x-request-id", self._id),))
                 return response
             except BaseException as caught:
                 error = caught

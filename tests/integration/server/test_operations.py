@@ -37,11 +37,10 @@ async def test_request_ids_are_echoed_and_every_call_is_logged(
             pb.ClassifyRequest(image=digit_bytes(2)), metadata=(("x-request-id", "abc-123"),)
         )
         await call
-        assert ("x-request-id", "abc-123") in tuple(await call.initial_metadata())
+        assert ("x-request-id", "abc-123") in tuple(await call.trailing_metadata())
         bad = stub.Classify(pb.ClassifyRequest(image=b"junk"))
         with pytest.raises(grpc.aio.AioRpcError):
             await bad
-        # A failed call carries its id in the trailing metadata.
         generated = dict(await bad.trailing_metadata())["x-request-id"]
         assert len(generated) == 16
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest_port}") as http:
