@@ -52,10 +52,12 @@ SERVICE_CONFIG = {
     ],
 }
 
-CHANNEL_OPTIONS = [
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     # The client does not cap sizes itself: the server's limit decides and says so.
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+BALANCING_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
     ("grpc.enable_retries", 1),
 ]
@@ -107,6 +109,15 @@ class Connection:
     key: PemInput | None = None
     token: str | None = None
     tls: bool = False
+    #: Balance over replicas (round_robin, health checking, retries); None: when
+    #: several targets are given. Set it for a DNS name that resolves to many.
+    balance: bool | None = None
+
+    @property
+    def options(self) -> list[tuple[str, Any]]:
+        several = not isinstance(self.target, str) or "," in self.target
+        balance = several if self.balance is None else self.balance
+        return CHANNEL_OPTIONS + (BALANCING_OPTIONS if balance else [])
 
     @property
     def secure(self) -> bool:
@@ -127,10 +138,10 @@ class Connection:
     def channel(self) -> grpc.Channel:
         if self.secure:
             channel = grpc.secure_channel(
-                channel_target(self.target), self._credentials(), CHANNEL_OPTIONS
+                channel_target(self.target), self._credentials(), self.options
             )
         else:
-            channel = grpc.insecure_channel(channel_target(self.target), options=CHANNEL_OPTIONS)
+            channel = grpc.insecure_channel(channel_target(self.target), options=self.options)
         if self.token:
             return grpc.intercept_channel(channel, _Token(self.metadata()))
         return channel
@@ -148,11 +159,11 @@ class Connection:
             return grpc.aio.secure_channel(
                 channel_target(self.target),
                 self._credentials(),
-                CHANNEL_OPTIONS,
+                self.options,
                 interceptors=chosen,
             )
         return grpc.aio.insecure_channel(
-            channel_target(self.target), options=CHANNEL_OPTIONS, interceptors=chosen
+            channel_target(self.target), options=self.options, interceptors=chosen
         )
 
 

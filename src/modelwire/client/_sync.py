@@ -45,16 +45,18 @@ class Client:
         key: PemInput | None = None,
         token: str | None = None,
         tls: bool = False,
+        balance: bool | None = None,
     ) -> None:
-        """`target` is one HOST:PORT, a DNS name with many addresses, or several
-        addresses (a list, or comma-separated): calls are balanced round-robin over the
-        healthy ones, and calls safe to repeat are retried elsewhere when one fails.
+        """`target` is one HOST:PORT, or several addresses (a list, or comma-separated):
+        then calls are balanced round-robin over the healthy ones, and calls safe to
+        repeat are retried elsewhere when one fails; `balance=True` does the same for a
+        DNS name that resolves to many replicas.
         `ca` (trusted roots; None: the system's), `cert` and `key` (a client
         certificate, for mutual TLS) are PEM files or bytes, and any of them turns TLS
         on, as does `tls`; `token` is sent as `authorization: Bearer <token>`."""
         self.target = target if isinstance(target, str) else ",".join(target)
         self.timeout = timeout
-        connection = Connection(target, ca, cert, key, token, tls)
+        connection = Connection(target, ca, cert, key, token, tls, balance)
         self._channel = connection.channel()
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)

@@ -54,6 +54,7 @@ def test_targets_become_one_grpc_target() -> None:
         channel_target(["a.example:1", "b.example:1"])
 
 
+@pytest.mark.soak
 def test_killing_a_replica_under_load_fails_no_call(tmp_path: Path) -> None:
     replicas = [
         start_serve("--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / str(i)))
@@ -62,12 +63,13 @@ def test_killing_a_replica_under_load_fails_no_call(tmp_path: Path) -> None:
     failures: list[str] = []
     answered = [0]
     stop = threading.Event()
+    image = digit_bytes(2)
 
     def load() -> None:
         with Client([r.target for r in replicas], timeout=10) as client:
             while not stop.is_set():
                 try:
-                    client.classify(digit_bytes(2))
+                    client.classify(image)
                     answered[0] += 1
                 except ModelwireError as error:
                     failures.append(f"{error.status}: {error.message}")
