@@ -3,7 +3,9 @@ parse JSON bodies into their models."""
 
 from __future__ import annotations
 
+import asyncio
 import zlib
+from collections.abc import Callable
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -12,7 +14,21 @@ from starlette.requests import Request
 from modelwire.errors import InvalidInput, TooLarge
 from modelwire.rest.errors import describe_problems
 
-__all__ = ["parse_json", "read_body"]
+__all__ = ["OFF_LOOP_BYTES", "off_loop", "parse_json", "read_body"]
+
+#: Bodies at least this big are parsed in a worker thread, not on the event loop.
+OFF_LOOP_BYTES = 64 * 1024
+
+R = TypeVar("R")
+
+
+async def off_loop(size: int, function: Callable[[], R]) -> R:
+    """Run `function` (parsing a body of `size` bytes) in a thread when the body is big
+    enough to hold up other requests; small ones are cheaper to parse right here."""
+    if size < OFF_LOOP_BYTES:
+        return function()
+    return await asyncio.to_thread(function)
+
 
 M = TypeVar("M", bound=BaseModel)
 

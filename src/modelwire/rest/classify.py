@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from modelwire.core.inference import MAX_TOP_K, Classification, InferenceEngine
 from modelwire.errors import InvalidInput
-from modelwire.rest.body import parse_json, read_body
+from modelwire.rest.body import off_loop, parse_json, read_body
 
 __all__ = ["ClassifyRequest", "ClassifyResponse", "classify_router"]
 
@@ -56,7 +56,7 @@ def classify_router(engine: InferenceEngine, max_body_bytes: int) -> APIRouter:
         body = await read_body(request, max_body_bytes)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json":
-            image, top_k = _json_image(body)
+            image, top_k = await off_loop(len(body), lambda: _json_image(body))
         elif content_type.startswith("image/") or content_type == "application/octet-stream":
             image = body
         else:

@@ -24,7 +24,7 @@ from modelwire import __version__
 from modelwire.core import oip
 from modelwire.core.inference import Inference, InferenceEngine
 from modelwire.errors import InvalidInput
-from modelwire.rest.body import parse_json, read_body
+from modelwire.rest.body import off_loop, parse_json, read_body
 
 __all__ = ["InferenceRequest", "InferenceResponse", "oip_router"]
 
@@ -206,13 +206,17 @@ async def _infer(
 ) -> Response:
     served = engine.models.resolve(name, oip.parse_version(version))
     body = await read_body(request, limit)
-    header, binary = _split(body, request.headers.get(HEADER_LENGTH))
-    parsed = parse_json(InferenceRequest, header, "inference request")
     classifier = served.classifier
     assert classifier is not None  # a READY version has one
-    items = oip.image_items(_input_tensors(parsed, binary), classifier)
+
+    def parse() -> tuple[InferenceRequest, list[bytes | np.ndarray]]:
+        header, binary = _split(body, request.headers.get(HEADER_LENGTH))
+        parsed = parse_json(InferenceRequest, header, "inference request")
+        return parsed, oip.image_items(_input_tensors(parsed, binary), classifier)
+
+    parsed, items = await off_loop(len(body), parse)
     result = await engine.infer(items, served.model, served.version)
-    return _response(parsed, result)
+    return await off_loop(result.probabilities.size * 16, lambda: _response(parsed, result))
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:

@@ -286,3 +286,33 @@ async def test_repository_extension(rest: tuple[RunningServer, httpx.AsyncClient
     missing = await http.post("/v2/repository/models/nope/load")
     assert missing.status_code == 404
     assert "nope" in missing.json()["error"]
+
+
+async def test_big_json_bodies_are_parsed_off_the_event_loop(
+    rest: tuple[RunningServer, httpx.AsyncClient],
+) -> None:
+    server, http = rest
+    tensor = stroke(300)  # ~80 KB of JSON: parsed in a worker thread
+    response = await http.post(
+        "/v2/models/digits/infer",
+        json={
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [300, 1, 8, 8],
+                    "datatype": "FP32",
+                    "data": tensor.tolist(),
+                }
+            ]
+        },
+    )
+    assert response.status_code == 200, response.text
+    values = np.array(response.json()["outputs"][0]["data"], np.float32).reshape(300, 10)
+    np.testing.assert_allclose(values, await expected(server, tensor), rtol=1e-6)
+    bad = await http.post(
+        "/v2/models/digits/infer",
+        json={"inputs": [{"name": "input", "shape": [300, 1, 8, 9], "datatype": "FP32",
+                          "data": tensor.ravel().tolist()}]},
+    )  # fmt: skip
+    assert bad.status_code == 400
+    assert "shape must be" in bad.json()["error"]
