@@ -99,3 +99,32 @@ def test_upload_reports_refused_files(serve: ServeProcess, tmp_path: Path) -> No
     refused = modelwire("train", "mixed", "--model", "cats", *target)
     assert refused.returncode == 1
     assert "at least two" in refused.stderr
+
+
+def test_listing_showing_cancelling_and_removing(serve: ServeProcess, tmp_path: Path) -> None:
+    target = ("--target", serve.target)
+    folder = training_folder(tmp_path / "digits")
+    assert modelwire("data", "create", "short-lived", *target).returncode == 0
+    assert (
+        modelwire("data", "upload", "short-lived", str(folder), *target, timeout=300).returncode
+        == 0
+    )
+    listed = modelwire("data", "ls", *target)
+    assert any(
+        line.startswith("short-lived\t") and "10 labels" in line
+        for line in listed.stdout.splitlines()
+    )
+    started = modelwire("train", "short-lived", "--model", "cancelled", "--epochs", "1000", *target)
+    assert started.returncode == 0, started.stderr
+    job_id = started.stdout.split()[1]
+    cancelled = modelwire("jobs", "cancel", job_id, *target)
+    assert cancelled.returncode == 0, cancelled.stderr
+    watched = modelwire("jobs", "watch", job_id, *target, timeout=120)
+    assert watched.returncode == 1  # it did not succeed, and says why
+    assert "CANCELLED" in watched.stderr
+    shown = json.loads(modelwire("jobs", "show", job_id, *target).stdout)
+    assert shown["state"] == "JOB_STATE_CANCELLED"
+    assert shown["config"]["model"] == "cancelled"
+    assert modelwire("data", "rm", "short-lived", *target).returncode == 0
+    assert "short-lived" not in modelwire("data", "ls", *target).stdout
+    assert modelwire("jobs", "cancel", "nope", *target).returncode == 1

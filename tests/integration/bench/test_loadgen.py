@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,29 +16,22 @@ from tests.conftest import RestServeProcess, ServeProcess
 from tests.images import digit_bytes
 
 
-def bench(target: str, image: Path, *extra: str) -> dict[str, object]:
+def bench_json(target: str, payload: Path, *extra: str) -> Any:
+    """`modelwire bench PAYLOAD --target TARGET --json`: short runs at 4 in flight unless
+    `extra` says otherwise (a later flag wins)."""
+    command = [sys.executable, "-m", "modelwire", "bench", str(payload), "--target", target]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modelwire",
-            "bench",
-            str(image),
-            "--target",
-            target,
-            "--duration",
-            "0.5",
-            "--concurrency",
-            "4",
-            "--json",
-            *extra,
-        ],
+        [*command, "--duration", "0.5", "--concurrency", "4", "--json", *extra],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    summary: dict[str, object] = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def bench(target: str, payload: Path, *extra: str) -> dict[str, object]:
+    summary: dict[str, object] = bench_json(target, payload, *extra)
     return summary
 
 
@@ -75,40 +69,21 @@ def test_sweep_count_rate_and_plot(serve_process: ServeProcess, tmp_path: Path) 
     image = tmp_path / "digit.png"
     image.write_bytes(digit_bytes(5))
     picture = tmp_path / "sweep.png"
-    base = [
-        sys.executable,
-        "-m",
-        "modelwire",
-        "bench",
-        str(image),
-        "--target",
-        serve_process.target,
-    ]
-    swept = subprocess.run(
-        [*base, "--concurrency", "1,4", "--duration", "0.3", "--warmup", "0.1", "--json",
-         "--plot", str(picture)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    rows = json.loads(swept.stdout)
+    target = serve_process.target
+    sweep = ("--concurrency", "1,4", "--duration", "0.3", "--warmup", "0.1")
+    rows = bench_json(target, image, *sweep, "--plot", str(picture))
     assert [row["concurrency"] for row in rows] == [1, 4]
     for row in rows:
         assert row["ok"] > 0
         assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
     assert picture.read_bytes().startswith(b"\x89PNG")
-    counted = subprocess.run(
-        [*base, "--count", "25", "--concurrency", "4", "--json"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    assert json.loads(counted.stdout)["answered"] == 25
-    paced = subprocess.run(
-        [*base, "--count", "20", "--rate", "100", "--concurrency", "4", "--json"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    summary = json.loads(paced.stdout)
-    assert summary["answered"] == 20
-    assert summary["rate_per_s"] == 100
+    assert bench(target, image, "--count", "25")["answered"] == 25
+    paced = bench(target, image, "--count", "20", "--rate", "100")
+    assert paced["answered"] == 20
+    assert paced["rate_per_s"] == 100
     table = subprocess.run(
-        [*base, "--count", "5", "--concurrency", "1"],
+        [sys.executable, "-m", "modelwire", "bench", str(image), "--target", target,
+         "--count", "5", "--concurrency", "1"],
         capture_output=True, text=True, timeout=120, check=True,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip

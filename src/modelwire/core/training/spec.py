@@ -20,6 +20,7 @@ __all__ = [
     "JobConfig",
     "TrainerSpec",
     "check_dataset",
+    "held_out",
     "input_config",
     "split_counts",
 ]
@@ -75,13 +76,16 @@ class JobConfig:
         return dataclasses.replace(self, input_width=width, input_height=height)
 
 
+def held_out(count: int, fraction: float) -> int:
+    """How many of a label's `count` examples validation gets: `fraction` of them, at
+    least one when there are two or more, never the last."""
+    return min(count - 1, max(1, math.floor(count * fraction))) if count >= 2 else 0
+
+
 def split_counts(label_counts: Mapping[str, int], fraction: float) -> tuple[int, int]:
     """Training and validation examples of a split that holds out `fraction` of each
-    label (at least one of each label with two or more, never a label's last)."""
-    validation = 0
-    for count in label_counts.values():
-        if count >= 2:
-            validation += min(count - 1, max(1, math.floor(count * fraction)))
+    label (`held_out`)."""
+    validation = sum(held_out(count, fraction) for count in label_counts.values())
     return sum(label_counts.values()) - validation, validation
 
 

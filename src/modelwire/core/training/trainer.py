@@ -24,7 +24,7 @@ from torch import nn
 from modelwire.core.images import decode, preprocess_batch
 from modelwire.core.training.architectures import DigitsCNN, small_resnet
 from modelwire.core.training.export import export_onnx
-from modelwire.core.training.spec import TrainerSpec
+from modelwire.core.training.spec import TrainerSpec, held_out
 
 CHUNK = 256  # images decoded and preprocessed at a time
 
@@ -48,16 +48,14 @@ def load(spec: TrainerSpec) -> tuple[np.ndarray, np.ndarray]:
 def stratified_split(
     labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the training and validation examples: `fraction` of each label held
-    out (at least one of a label with two or more, never its last)."""
+    """Indices of the training and validation examples: `held_out` of each label for
+    validation, picked at random with `seed`."""
     rng = np.random.default_rng(seed)
     train: list[int] = []
     validation: list[int] = []
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        held = (
-            min(len(members) - 1, max(1, int(len(members) * fraction))) if len(members) > 1 else 0
-        )
+        held = held_out(len(members), fraction)
         validation.extend(members[:held])
         train.extend(members[held:])
     return np.array(train), np.array(validation)
