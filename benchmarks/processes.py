@@ -61,9 +61,13 @@ def load(
     concurrency: int,
     duration: float,
     repeat: int = 1,
+    connections: int = 1,
 ) -> dict[str, Any]:
     """Run the load generator `repeat` times; the median run (by throughput) counts."""
-    runs = [_load_once(target, image, model, mode, concurrency, duration) for _ in range(repeat)]
+    runs = [
+        _load_once(target, image, model, mode, concurrency, duration, connections)
+        for _ in range(repeat)
+    ]
     runs.sort(key=lambda run: float(run["throughput_per_s"]))
     median = runs[len(runs) // 2]
     median["runs"] = [run["throughput_per_s"] for run in runs]
@@ -71,7 +75,13 @@ def load(
 
 
 def _load_once(
-    target: str, image: Path, model: str, mode: str, concurrency: int, duration: float
+    target: str,
+    image: Path,
+    model: str,
+    mode: str,
+    concurrency: int,
+    duration: float,
+    connections: int,
 ) -> dict[str, Any]:
     result = subprocess.run(
         [
@@ -79,9 +89,8 @@ def _load_once(
             "-m",
             "modelwire",
             "bench",
-            str(image),
-            "--target",
             target,
+            str(image),
             "--model",
             model,
             "--mode",
@@ -90,6 +99,8 @@ def _load_once(
             str(concurrency),
             "--duration",
             str(duration),
+            "--connections",
+            str(connections),
             "--json",
         ],
         capture_output=True,

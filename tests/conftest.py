@@ -118,10 +118,10 @@ def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
             reader.start()
             return ServeProcess(process, int(match.group(1)), log, reader)
     process.kill()
-    if any("cannot listen" in line for line in log):
-        raise AssertionError("the port is taken by another program:\n" + "".join(log))
     process.wait()
     process.stdout.close()
+    if any("cannot listen" in line for line in log):
+        raise AssertionError("the port is taken by another program:\n" + "".join(log))
     raise AssertionError("modelwire serve did not start:\n" + "".join(log))
 
 

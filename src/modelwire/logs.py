@@ -13,13 +13,19 @@ CALL_FIELDS = ("method", "code", "duration_ms", "peer", "request_id")
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self._worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self._worker is not None:
+            line["worker"] = self._worker
         for name in CALL_FIELDS:
             if hasattr(record, name):
                 line[name] = getattr(record, name)
@@ -29,8 +35,9 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(message)s")
+    def __init__(self, worker: int | None = None) -> None:
+        where = "" if worker is None else f"[worker {worker}] "
+        super().__init__(f"%(asctime)s %(levelname)s {where}%(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -39,9 +46,13 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-def configure_logging(log_format: str = "text", level: int = logging.INFO) -> None:
+def configure_logging(
+    log_format: str = "text", level: int = logging.INFO, worker: int | None = None
+) -> None:
+    """Log to stderr; `worker` (of `serve --workers`) is named in every line."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    formatter = JsonFormatter(worker) if log_format == "json" else TextFormatter(worker)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,25 +9,28 @@ model states, training jobs, dataset sizes) are read when /metrics is scraped
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from modelwire.core.batching import BatchObserver
 from modelwire.core.models import ModelState
+from modelwire.core.training.jobs import JobState, count_jobs
 
 if TYPE_CHECKING:
     from modelwire.core.datasets import Datasets
     from modelwire.core.inference import InferenceEngine
-    from modelwire.core.training.jobs import TrainingJobs
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServerMetrics"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-_JOB_STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 
 
 class ServerMetrics:
@@ -48,7 +51,11 @@ class ServerMetrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "modelwire_in_flight_requests", "Calls being served now.", ["protocol"], registry=r
+            "modelwire_in_flight_requests",
+            "Calls being served now.",
+            ["protocol"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.queue_wait = Histogram(
             "modelwire_queue_wait_seconds",
@@ -78,24 +85,11 @@ class ServerMetrics:
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge(
-            "modelwire_queue_depth", "Inputs waiting now.", ["model", "version"], registry=r
-        )
-        self.model_state = Gauge(
-            "modelwire_model_state",
-            "1 for the state each model is in, 0 for the others.",
-            ["model", "state"],
-            registry=r,
-        )
-        self.training_jobs = Gauge(
-            "modelwire_training_jobs", "Training jobs by state.", ["state"], registry=r
-        )
-        self.dataset_examples = Gauge(
-            "modelwire_dataset_examples", "Examples per dataset.", ["dataset"], registry=r
-        )
-        self.dataset_bytes = Gauge(
-            "modelwire_dataset_bytes", "Image bytes per dataset.", ["dataset"], registry=r
-        )
+        # States that change on their own are read at scrape time into a collector of
+        # their own: in multiprocess mode they must not go through per-process files,
+        # which keep a dataset deleted since, or a model state that changed, forever.
+        self.states = _StateCollector()
+        r.register(self.states)
 
     def observer(self, model: str, version: int) -> BatchObserver:
         """The observer a model version's batcher reports its batches to."""
@@ -117,37 +111,66 @@ class ServerMetrics:
 
         return observe
 
-    async def refresh(
-        self,
-        engine: InferenceEngine,
-        training: TrainingJobs | None = None,
-        datasets: Datasets | None = None,
-    ) -> None:
+    async def refresh(self, engine: InferenceEngine, datasets: Datasets | None = None) -> None:
         """Read the states that change on their own, just before a scrape."""
         models = engine.models
-        self.queue_depth.clear()
-        self.model_state.clear()
+        model_state = GaugeMetricFamily(
+            "modelwire_model_state",
+            "1 for the state each model is in, 0 for the others.",
+            labels=["model", "state"],
+        )
+        queue_depth = GaugeMetricFamily(
+            "modelwire_queue_depth",
+            "Inputs waiting now (in the process that answered the scrape).",
+            labels=["model", "version"],
+        )
         for status in models.statuses():
-            for model_state in ModelState:
-                self.model_state.labels(status.name, model_state.value).set(
-                    1 if status.state == model_state else 0
-                )
+            for state in ModelState:
+                model_state.add_metric([status.name, state.value], status.state == state)
             for served in models.served_versions(status.name):
                 if served.batcher is not None:
-                    self.queue_depth.labels(status.name, str(served.version)).set(
-                        served.batcher.queue_depth
+                    queue_depth.add_metric(
+                        [status.name, str(served.version)], served.batcher.queue_depth
                     )
-        if training is not None:
-            jobs = training.list_jobs()
-            for job_state in _JOB_STATES:
-                self.training_jobs.labels(job_state).set(sum(j.state == job_state for j in jobs))
+        families: list[Metric] = [model_state, queue_depth]
         if datasets is not None:
-            infos = await datasets.run(datasets.store.list)
-            self.dataset_examples.clear()
-            self.dataset_bytes.clear()
-            for info in infos:
-                self.dataset_examples.labels(info.name).set(info.examples)
-                self.dataset_bytes.labels(info.name).set(info.total_bytes)
+            jobs = GaugeMetricFamily(
+                "modelwire_training_jobs", "Training jobs by state.", labels=["state"]
+            )
+            counts = await datasets.run(count_jobs, datasets.store)
+            for job_state in JobState:
+                jobs.add_metric([job_state.value], counts.get(job_state.value, 0))
+            examples = GaugeMetricFamily(
+                "modelwire_dataset_examples", "Examples per dataset.", labels=["dataset"]
+            )
+            size = GaugeMetricFamily(
+                "modelwire_dataset_bytes", "Image bytes per dataset.", labels=["dataset"]
+            )
+            for info in await datasets.run(datasets.store.list):
+                examples.add_metric([info.name], info.examples)
+                size.add_metric([info.name], info.total_bytes)
+            families += [jobs, examples, size]
+        self.states.families = families
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text: this process's metrics, or with several worker processes
+        (PROMETHEUS_MULTIPROC_DIR set), every live and past worker's summed."""
+        if not multiprocess_dir():
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(self.states)
+        return generate_latest(registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self) -> None:
+        self.families: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self.families)
+
+
+def multiprocess_dir() -> str | None:
+    """Where worker processes keep their metric files, when there are several."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

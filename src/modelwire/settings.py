@@ -169,6 +169,12 @@ class Settings(BaseSettings):
         "unload removed ones (0: never; use the Models API instead).",
     )
 
+    workers: int | Literal["auto"] = Field(
+        1,
+        description="Server processes sharing the ports (SO_REUSEPORT), each with its own "
+        "engine, under one supervisor; 'auto': one per CPU.",
+    )
+
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -176,6 +182,16 @@ class Settings(BaseSettings):
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         return self
+
+    @model_validator(mode="after")
+    def _worker_range(self) -> Settings:
+        if self.workers != "auto" and not 1 <= self.workers <= 64:
+            raise ValueError("workers must be 'auto' or a number from 1 to 64")
+        return self
+
+    @property
+    def worker_count(self) -> int:
+        return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
 
     @property
     def tls(self) -> bool:

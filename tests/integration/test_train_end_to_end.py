@@ -5,6 +5,7 @@ classify with it through the document's own ImageClassifier service."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,3 +129,82 @@ def test_listing_showing_cancelling_and_removing(serve: ServeProcess, tmp_path: 
     assert modelwire("data", "rm", "short-lived", *target).returncode == 0
     assert "short-lived" not in modelwire("data", "ls", *target).stdout
     assert modelwire("jobs", "cancel", "nope", *target).returncode == 1
+
+
+def trainer_processes() -> list[int]:
+    """Processes running the trainer module (a launcher or one of its workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"modelwire.core.training.trainer" in (
+                (entry / "cmdline").read_bytes()
+            ):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_two_workers_train_to_the_same_bar(serve: ServeProcess, tmp_path: Path) -> None:
+    """A job with workers 2 runs under torchrun with DistributedDataParallel (gloo) and
+    reaches the bar one worker reaches; its progress events arrive as usual."""
+    target = ("--target", serve.target)
+    folder = training_folder(tmp_path / "digits")
+    assert modelwire("data", "create", "ddp-data", *target).returncode == 0
+    uploaded = modelwire("data", "upload", "ddp-data", str(folder), *target, timeout=300)
+    assert uploaded.returncode == 0, uploaded.stderr
+    trained = modelwire(
+        "train", "ddp-data", "--model", "ddp-digits", "--epochs", "15", "--workers", "2",
+        "--watch", *target, timeout=600,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert "SUCCEEDED: ddp-digits version 1" in trained.stdout
+    job = json.loads(modelwire("jobs", "show", trained.stdout.split()[1], *target).stdout)
+    assert job["config"]["workers"] == 2
+    assert [e["epoch"] for e in job["history"]] == list(range(1, 16))  # progress per epoch
+
+    images, labels = heldout_digits()
+    with grpc.insecure_channel(serve.target) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        answers = [
+            stub.Classify(
+                inference_pb2.ClassifyRequest(model="ddp-digits", image=encode(digit_picture(p)))
+            )
+            .classes[0]
+            .label
+            for p in images
+        ]
+    accuracy = float(np.mean([a == str(label) for a, label in zip(answers, labels, strict=True)]))
+    assert accuracy >= 0.95
+    assert not trainer_processes()
+
+
+def test_cancelling_a_two_worker_job_stops_every_worker(
+    serve: ServeProcess, tmp_path: Path
+) -> None:
+    target = ("--target", serve.target)
+    folder = training_folder(tmp_path / "digits")
+    assert modelwire("data", "create", "ddp-cancel", *target).returncode == 0
+    assert modelwire("data", "upload", "ddp-cancel", str(folder), *target).returncode == 0
+    started = modelwire(
+        "train", "ddp-cancel", "--model", "ddp-cancelled", "--epochs", "1000", "--workers", "2",
+        *target,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    job_id = started.stdout.split()[1]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the workers are training
+        shown = json.loads(modelwire("jobs", "show", job_id, *target).stdout)
+        if shown.get("epoch", 0) >= 1:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the job did not start: {shown}")
+    assert len(trainer_processes()) == 3  # torchrun and its two workers
+    assert modelwire("jobs", "cancel", job_id, *target).returncode == 0
+    watched = modelwire("jobs", "watch", job_id, *target, timeout=120)
+    assert "CANCELLED" in watched.stderr
+    deadline = time.monotonic() + 30
+    while trainer_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not trainer_processes()

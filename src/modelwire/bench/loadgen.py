@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import functools
+import itertools
 import json
 import math
 from collections.abc import Awaitable, Callable, Coroutine
@@ -98,10 +101,13 @@ async def run_load(
     streams: int = 4,
     count: int | None = None,
     rate: float | None = None,
+    connections: int = 1,
 ) -> LoadResult:
     """Drive the server at `target` (HOST:PORT, gRPC or REST as the mode says) and return
     what it answered in the measured window. `payload` is the encoded image, or for the
-    tensor modes the FP32 tensor."""
+    tensor modes the FP32 tensor. gRPC modes spread their calls over `connections`
+    connections (several reach several worker processes of one port); HTTP modes open
+    as many as they have requests in flight."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if (mode in TENSOR_MODES) != isinstance(payload, np.ndarray):
@@ -112,13 +118,15 @@ async def run_load(
         raise ValueError("a fixed rate is for the unary modes, and must be above 0")
     if count is not None and count < 1:
         raise ValueError("count must be at least 1")
+    if connections < 1:
+        raise ValueError("connections must be at least 1")
     window = _Window(mode, concurrency, duration_s, warmup_s, count, rate)
     if mode in ("unary", "stream"):
         assert isinstance(payload, bytes)
-        await _classify_load(target, payload, model, mode, streams, window)
+        await _classify_load(target, payload, model, mode, streams, connections, window)
     elif mode == "oip":
         assert isinstance(payload, np.ndarray)
-        await _oip_load(target, payload, model, window)
+        await _oip_load(target, payload, model, connections, window)
     else:
         await _http_load(target, payload, model, mode, window)
     return window.result
@@ -230,26 +238,57 @@ async def _grpc_call(call: Coroutine[Any, Any, object]) -> str | None:
     return None
 
 
-def _channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        target, options=[("grpc.max_receive_message_length", 64 << 20)]
-    )
+async def _channels(
+    stack: contextlib.AsyncExitStack, target: str, count: int
+) -> list[grpc.aio.Channel]:
+    """`count` channels, each with a connection of its own."""
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    if count > 1:
+        options.append(("grpc.use_local_subchannel_pool", 1))
+    return [
+        await stack.enter_async_context(grpc.aio.insecure_channel(target, options=options))
+        for _ in range(count)
+    ]
+
+
+def _rotate(sends: list[Send]) -> Send:
+    """One send that takes the given ones in turn (one per connection)."""
+    turns = itertools.cycle(sends)
+    return lambda: next(turns)()
 
 
 async def _classify_load(
-    target: str, image: bytes, model: str, mode: str, streams: int, window: _Window
+    target: str,
+    image: bytes,
+    model: str,
+    mode: str,
+    streams: int,
+    connections: int,
+    window: _Window,
 ) -> None:
     request = pb.ClassifyRequest(model=model, image=image)
-    async with _channel(target) as channel:
-        stub = pb_grpc.InferenceServiceStub(channel)
-        await stub.Classify(request, wait_for_ready=True, timeout=60)
+    async with contextlib.AsyncExitStack() as stack:
+        stubs = [
+            pb_grpc.InferenceServiceStub(c) for c in await _channels(stack, target, connections)
+        ]
+        for stub in stubs:
+            await stub.Classify(request, wait_for_ready=True, timeout=60)
         if mode == "unary":
-            await window.run_callers(lambda: _grpc_call(stub.Classify(request, timeout=30)))
+            sends: list[Send] = [functools.partial(_classify_once, stub, request) for stub in stubs]
+            await window.run_callers(_rotate(sends))
             return
         window.start()
         streams = max(1, min(streams, window.concurrency))
         depth = max(1, window.concurrency // streams)
-        await asyncio.gather(*(_streamer(stub, request, depth, window) for _ in range(streams)))
+        await asyncio.gather(
+            *(_streamer(stubs[i % len(stubs)], request, depth, window) for i in range(streams))
+        )
+
+
+async def _classify_once(
+    stub: pb_grpc.InferenceServiceStub, request: pb.ClassifyRequest
+) -> str | None:
+    return await _grpc_call(stub.Classify(request, timeout=30))
 
 
 async def _streamer(
@@ -290,16 +329,26 @@ async def _streamer(
     await call.code()
 
 
-async def _oip_load(target: str, tensor: np.ndarray, model: str, window: _Window) -> None:
-    async with _channel(target) as channel:
-        stub = oip_grpc.GRPCInferenceServiceStub(channel)
-        metadata = await stub.ModelMetadata(
+async def _oip_load(
+    target: str, tensor: np.ndarray, model: str, connections: int, window: _Window
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        channels = await _channels(stack, target, connections)
+        stubs = [oip_grpc.GRPCInferenceServiceStub(channel) for channel in channels]
+        metadata = await stubs[0].ModelMetadata(
             oip_pb.ModelMetadataRequest(name=model), wait_for_ready=True, timeout=60
         )
         request = oip_pb.ModelInferRequest(model_name=model)
         request.inputs.add(name=metadata.inputs[0].name, datatype="FP32", shape=tensor.shape)
         request.raw_input_contents.append(tensor.astype("<f4").tobytes())
-        await window.run_callers(lambda: _grpc_call(stub.ModelInfer(request, timeout=30)))
+        sends: list[Send] = [functools.partial(_infer_once, stub, request) for stub in stubs]
+        await window.run_callers(_rotate(sends))
+
+
+async def _infer_once(
+    stub: oip_grpc.GRPCInferenceServiceStub, request: oip_pb.ModelInferRequest
+) -> str | None:
+    return await _grpc_call(stub.ModelInfer(request, timeout=30))
 
 
 def _http_request(

@@ -147,6 +147,10 @@ def serve(
     log_format: Annotated[
         str | None, typer.Option(help="text (default) or json: one JSON object per line.")
     ] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(help="Server processes sharing the ports (default 1; auto: one per CPU)."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with settings (flags and env win).")
     ] = None,
@@ -154,6 +158,7 @@ def serve(
     """Serve the models over gRPC (and REST) until SIGTERM or Ctrl-C."""
     from modelwire.logs import configure_logging
     from modelwire.server.app import serve as run_server
+    from modelwire.server.supervisor import supervise
     from modelwire.settings import load_settings
 
     try:
@@ -190,12 +195,16 @@ def serve(
             max_upload_bytes=max_upload_bytes,
             metrics_port=metrics_port,
             log_format=log_format,
+            workers=workers,
         )
     except (ValidationError, FileNotFoundError) as exc:
         raise _fail(f"bad settings: {exc}") from None
     configure_logging(settings.log_format)
     try:
-        run_server(settings)
+        if settings.worker_count > 1:
+            supervise(settings)
+        else:
+            run_server(settings)
     except (ModelwireError, OSError) as exc:
         raise _fail(str(exc)) from None
 
@@ -314,6 +323,9 @@ def models_reload(name: str, target: TargetOption = "localhost:50051") -> None:
 
 @app.command()
 def bench(
+    target: Annotated[
+        str, typer.Argument(help="Server address HOST:PORT (the REST port for REST modes).")
+    ],
     payload: Annotated[
         Path,
         typer.Argument(
@@ -321,9 +333,6 @@ def bench(
             "file with the preprocessed FP32 tensor [N, ...]."
         ),
     ],
-    target: Annotated[
-        str, typer.Option(help="Server address HOST:PORT (the REST port for REST modes).")
-    ] = "localhost:50051",
     model: Annotated[
         str, typer.Option(help="Model name (default: the server's; REST modes need it).")
     ] = "",
@@ -347,6 +356,10 @@ def bench(
     ] = None,
     warmup: Annotated[float, typer.Option(help="Seconds of warm-up, not counted.")] = 1.0,
     streams: Annotated[int, typer.Option(help="Streams in stream mode.")] = 4,
+    connections: Annotated[
+        int,
+        typer.Option(help="gRPC connections the calls are spread over (serve --workers)."),
+    ] = 1,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON (a list for a sweep).")
     ] = False,
@@ -392,6 +405,7 @@ def bench(
                 streams=streams,
                 count=count,
                 rate=rate,
+                connections=connections,
             )
             for level in levels
         ]

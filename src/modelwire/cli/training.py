@@ -43,6 +43,9 @@ def train(
     promote: Annotated[
         str, typer.Option(help="if-better, always or never: make it the default version.")
     ] = "if-better",
+    workers: Annotated[
+        int, typer.Option(help="Trainer processes (PyTorch DistributedDataParallel).")
+    ] = 1,
     watch: Annotated[
         bool, typer.Option(help="Follow the job to its end; exit 1 unless it succeeds.")
     ] = False,
@@ -76,6 +79,7 @@ def train(
         validation_fraction=validation_fraction,
         seed=seed,
         promote=policies[promote],
+        workers=workers,
     )
     with connected(target) as client:
         job = client.start_training(config)

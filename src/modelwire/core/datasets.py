@@ -124,6 +124,10 @@ class DatasetStore:
     def close(self) -> None:
         self._db.close()
 
+    def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """Run one statement on this store's connection (for tables other modules own)."""
+        return self._db.execute(sql, parameters)
+
     # -- datasets --------------------------------------------------------------------
 
     def create(self, name: str, description: str = "") -> DatasetInfo:
@@ -217,14 +221,21 @@ class DatasetStore:
         return self.blobs / digest[:2] / digest
 
     def collect_garbage(self) -> int:
-        """Remove image files no dataset refers to (left by deletes or crashes)."""
-        used = {row[0] for row in self._db.execute("SELECT DISTINCT sha256 FROM examples")}
-        removed = 0
-        for folder in self.blobs.iterdir():
-            for path in folder.iterdir():
-                if path.name not in used:
-                    path.unlink(missing_ok=True)
-                    removed += 1
+        """Remove image files no dataset refers to (left by deletes or crashes).
+
+        Holds the write lock throughout: another process's upload writes its files
+        only inside its own write transaction, so none is half-way through here."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            used = {row[0] for row in self._db.execute("SELECT DISTINCT sha256 FROM examples")}
+            removed = 0
+            for folder in self.blobs.iterdir():
+                for path in folder.iterdir():
+                    if path.name not in used:
+                        path.unlink(missing_ok=True)
+                        removed += 1
+        finally:
+            self._db.execute("COMMIT")
         return removed
 
     def integrity_check(self) -> str:

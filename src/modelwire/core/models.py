@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -201,6 +202,15 @@ class _Model:
 Listener = Callable[[str, bool | None], None]
 
 
+class Announcer(Protocol):
+    """Told of the loads and unloads asked of this process, to repeat them elsewhere
+    (the other worker processes of `serve --workers`)."""
+
+    async def loaded(self, name: str) -> None: ...
+
+    async def unloaded(self, name: str) -> None: ...
+
+
 class ModelManager:
     def __init__(
         self,
@@ -218,6 +228,8 @@ class ModelManager:
         self._default = default_model
         self._models: dict[str, _Model] = {}
         self._listeners: list[Listener] = []
+        #: Repeats `load`/`unload` calls elsewhere (see Announcer); polling does not.
+        self.announcer: Announcer | None = None
 
     # --- queries -------------------------------------------------------------------
 
@@ -331,11 +343,18 @@ class ModelManager:
     async def load_all(self) -> None:
         found = await asyncio.to_thread(find_models, self._repositories)
         for name in found:
-            await self.load(name)
+            await self.load(name, announce=False)
 
-    async def load(self, name: str) -> ModelStatus:
+    async def load(self, name: str, *, announce: bool = True) -> ModelStatus:
         """Load (or re-read and reload) a model from the repository. A model that fails
-        to load is reported FAILED; versions that were serving keep serving."""
+        to load is reported FAILED; versions that were serving keep serving. With
+        `announce`, the announcer repeats the load elsewhere once it is done here."""
+        status = await self._load(name)
+        if announce and self.announcer is not None:
+            await self.announcer.loaded(name)
+        return status
+
+    async def _load(self, name: str) -> ModelStatus:
         validate_name("model", name)
         found = await asyncio.to_thread(find_models, self._repositories)
         if name not in found:
@@ -399,13 +418,15 @@ class ModelManager:
         )
         served.state = VersionState.READY
 
-    async def unload(self, name: str) -> ModelStatus:
+    async def unload(self, name: str, *, announce: bool = True) -> ModelStatus:
         """Stop serving every version of a model once its requests in flight finish."""
         model = self._get(name)
         async with model.lock:
             old, model.versions, model.loaded = model.versions, {}, False
             self._notify(name)
             await asyncio.gather(*(served.drain_and_close() for served in old.values()))
+        if announce and self.announcer is not None:
+            await self.announcer.unloaded(name)
         return self.status(name)
 
     async def poll_once(self) -> None:
@@ -414,14 +435,14 @@ class ModelManager:
         for name, path in found.items():
             model = self._models.get(name)
             if model is None:
-                await self.load(name)
+                await self.load(name, announce=False)
                 continue
             # Reload what is served (or failed) and changed; leave unloaded models alone.
             changed = await asyncio.to_thread(fingerprint, path) != model.fingerprint
             if changed and (model.loaded or model.reason):
-                await self.load(name)
+                await self.load(name, announce=False)
         for name in [n for n in self._models if n not in found]:
-            await self.unload(name)
+            await self.unload(name, announce=False)
             del self._models[name]
             self._notify(name)
 

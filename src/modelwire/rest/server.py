@@ -40,9 +40,12 @@ class RestServer:
         port: int,
         grace_period_s: float,
         tls: dict[str, Any] | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> RestServer:
-        """Serve `app`; `tls` holds uvicorn's ssl_* settings for HTTPS."""
-        sockets, addresses = bind_sockets(hosts, port)
+        """Serve `app`; `tls` holds uvicorn's ssl_* settings for HTTPS; `reuse_port` lets
+        the worker processes of `serve --workers` share the port."""
+        sockets, addresses = bind_sockets(hosts, port, reuse_port=reuse_port)
         config = uvicorn.Config(
             app,
             **(tls or {}),
@@ -71,7 +74,9 @@ class RestServer:
         await self._task
 
 
-def bind_sockets(hosts: list[str], port: int) -> tuple[list[socket.socket], list[str]]:
+def bind_sockets(
+    hosts: list[str], port: int, *, reuse_port: bool = False
+) -> tuple[list[socket.socket], list[str]]:
     sockets: list[socket.socket] = []
     addresses: list[str] = []
     for host in hosts:
@@ -88,6 +93,8 @@ def bind_sockets(hosts: list[str], port: int) -> tuple[list[socket.socket], list
             raise
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((host, port))

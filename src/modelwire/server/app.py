@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -41,6 +41,7 @@ from modelwire.rest.app import build_metrics_app, build_rest_app
 from modelwire.rest.server import RestServer
 from modelwire.server.health import HealthServicer
 from modelwire.server.interceptors import CallInterceptor
+from modelwire.server.peers import PeerModels, TrainingProxyServicer, WorkerRole
 from modelwire.server.security import (
     check_exposure,
     load_tokens,
@@ -81,11 +82,15 @@ class RunningServer:
     health: HealthServicer
     engine: InferenceEngine
     datasets: Datasets
-    training: TrainingJobs
+    #: None in a worker other than 0 of `serve --workers`, which forwards training calls.
+    training: TrainingJobs | None
     services: list[str] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     rest: RestServer | None = None
     metrics_server: RestServer | None = None
+    #: The Unix-socket server the other workers call (see modelwire.server.peers).
+    internal: grpc.aio.Server | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stopped: bool = False
 
     async def stop(self, grace: float | None) -> None:
@@ -103,7 +108,12 @@ class RunningServer:
             if http is not None:
                 stopping.append(http.stop())
         await asyncio.gather(*stopping)
-        await self.training.close()
+        if self.internal is not None:
+            await self.internal.stop(grace)
+        for close in self.closers:
+            await close()
+        if self.training is not None:
+            await self.training.close()
         await self.engine.close()
         await self.datasets.close()
 
@@ -133,8 +143,9 @@ async def start_engine(
     )
 
 
-def grpc_options(settings: Settings) -> list[tuple[str, int]]:
-    """Message, stream, keepalive and connection limits as grpc channel arguments."""
+def grpc_options(settings: Settings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """Message, stream, keepalive and connection limits as grpc channel arguments.
+    `reuse_port` for the workers of `serve --workers`, which share the port."""
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -146,7 +157,7 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.max_ping_strikes", settings.keepalive_max_ping_strikes),
         # Without this, a second server on the same port would start silently and
         # share its traffic; fail loudly instead.
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
     if settings.max_connection_age_s is not None:
         age_ms = int(settings.max_connection_age_s * 1000)
@@ -155,9 +166,12 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     return options
 
 
-async def build_server(settings: Settings, *, tracing: Tracing | None = None) -> RunningServer:
+async def build_server(
+    settings: Settings, *, tracing: Tracing | None = None, worker: WorkerRole | None = None
+) -> RunningServer:
     """Check the exposure, load the models, bind, start, and mark SERVING. With
-    `tracing`, every call gets a span (see modelwire.tracing)."""
+    `tracing`, every call gets a span (see modelwire.tracing). With `worker`, this is one
+    of the processes of `serve --workers` (see modelwire.server.peers)."""
     check_exposure(settings)
     try:
         tokens = load_tokens(settings)
@@ -169,19 +183,29 @@ async def build_server(settings: Settings, *, tracing: Tracing | None = None) ->
         settings, metrics.observer, tracing.record_timing if tracing is not None else None
     )
     datasets = Datasets(settings.data_dir)
-    training = await TrainingJobs.open(
-        datasets,
-        engine.models,
-        settings.data_dir,
-        max_running=settings.training_jobs,
-        threads=settings.training_threads,
-    )
+    training: TrainingJobs | None = None
+    if worker is None or worker.trains:
+        training = await TrainingJobs.open(
+            datasets,
+            engine.models,
+            settings.data_dir,
+            max_running=settings.training_jobs,
+            threads=settings.training_threads,
+        )
     server = grpc.aio.server(
         interceptors=[CallInterceptor(tokens, metrics, tracing)],
-        options=grpc_options(settings),
+        options=grpc_options(settings, reuse_port=worker is not None),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    services = _add_services(server, settings, engine, datasets, training)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if training is not None:
+        training_servicer: training_pb2_grpc.TrainingServiceServicer = TrainingServicer(training)
+    else:
+        assert worker is not None
+        proxy = TrainingProxyServicer(worker.address(0))
+        closers.append(proxy.close)
+        training_servicer = proxy
+    services = _add_services(server, settings, engine, datasets, training_servicer)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     services.append(HEALTH_SERVICE)
@@ -190,10 +214,16 @@ async def build_server(settings: Settings, *, tracing: Tracing | None = None) ->
         reflection.enable_server_reflection(services, server)
 
     async def refresh() -> None:
-        await metrics.refresh(engine, training, datasets)
+        await metrics.refresh(engine, datasets)
 
     running = RunningServer(server, 0, [], health_servicer, engine, datasets, training, services)
+    running.closers = closers
     try:
+        if worker is not None:
+            running.internal = await _start_internal(worker, engine, training)
+            peers = PeerModels(worker)
+            engine.models.announcer = peers
+            closers.append(peers.close)
         running.port, running.addresses = _bind(server, settings.hosts, settings.port, credentials)
         await server.start()
         tls = rest_tls_options(settings)
@@ -206,7 +236,12 @@ async def build_server(settings: Settings, *, tracing: Tracing | None = None) ->
                 refresh=refresh,
             )
             running.rest = await RestServer.start(
-                app, settings.hosts, settings.rest_port, settings.grace_period_s, tls
+                app,
+                settings.hosts,
+                settings.rest_port,
+                settings.grace_period_s,
+                tls,
+                reuse_port=worker is not None,
             )
         if settings.metrics_port is not None:
             running.metrics_server = await RestServer.start(
@@ -215,6 +250,7 @@ async def build_server(settings: Settings, *, tracing: Tracing | None = None) ->
                 settings.metrics_port,
                 settings.grace_period_s,
                 tls,
+                reuse_port=worker is not None,
             )
     except BaseException:
         await running.stop(None)
@@ -239,6 +275,9 @@ async def build_server(settings: Settings, *, tracing: Tracing | None = None) ->
             "metrics on %s",
             ", ".join(f"{scheme}://{a}/metrics" for a in running.metrics_server.addresses),
         )
+    if worker is not None:
+        log.info("ready: model(s) %s", ", ".join(engine.models.names()))
+        return running
     log.info(
         "modelwire serving model(s) %s on %s%s%s",
         ", ".join(engine.models.names()) or "(none)",
@@ -256,7 +295,7 @@ def _add_services(
     settings: Settings,
     engine: InferenceEngine,
     datasets: Datasets,
-    training: TrainingJobs,
+    training: training_pb2_grpc.TrainingServiceServicer,
 ) -> list[str]:
     image_classifier_pb2_grpc.add_ImageClassifierServicer_to_server(
         ImageClassifierServicer(engine), server
@@ -278,7 +317,7 @@ def _add_services(
         ),
         server,
     )
-    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(training), server)
+    training_pb2_grpc.add_TrainingServiceServicer_to_server(training, server)
     return [
         COMPAT_SERVICE,
         INFERENCE_SERVICE,
@@ -287,6 +326,23 @@ def _add_services(
         DATASETS_SERVICE,
         TRAINING_SERVICE,
     ]
+
+
+async def _start_internal(
+    worker: WorkerRole, engine: InferenceEngine, training: TrainingJobs | None
+) -> grpc.aio.Server:
+    """The Unix-socket server the other workers call: ModelService (the loads they
+    repeat here), and TrainingService on the worker that trains."""
+    server = grpc.aio.server()
+    models_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelServicer(engine.models, announce=False), server
+    )
+    if training is not None:
+        training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(training), server)
+    if not server.add_insecure_port(worker.address(worker.index)):
+        raise OSError(f"cannot listen on {worker.address(worker.index)}")
+    await server.start()
+    return server
 
 
 def _model_health(health: HealthServicer, model: str, serving: bool | None) -> None:

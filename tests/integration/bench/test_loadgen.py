@@ -17,9 +17,9 @@ from tests.images import digit_bytes
 
 
 def bench_json(target: str, payload: Path, *extra: str) -> Any:
-    """`modelwire bench PAYLOAD --target TARGET --json`: short runs at 4 in flight unless
+    """`modelwire bench TARGET PAYLOAD --json`: short runs at 4 in flight unless
     `extra` says otherwise (a later flag wins)."""
-    command = [sys.executable, "-m", "modelwire", "bench", str(payload), "--target", target]
+    command = [sys.executable, "-m", "modelwire", "bench", target, str(payload)]
     result = subprocess.run(
         [*command, "--duration", "0.5", "--concurrency", "4", "--json", *extra],
         capture_output=True,
@@ -82,7 +82,7 @@ def test_sweep_count_rate_and_plot(serve_process: ServeProcess, tmp_path: Path) 
     assert paced["answered"] == 20
     assert paced["rate_per_s"] == 100
     table = subprocess.run(
-        [sys.executable, "-m", "modelwire", "bench", str(image), "--target", target,
+        [sys.executable, "-m", "modelwire", "bench", target, str(image),
          "--count", "5", "--concurrency", "1"],
         capture_output=True, text=True, timeout=120, check=True,
         env={**os.environ, "COLUMNS": "200"},
@@ -94,7 +94,16 @@ def test_bench_refuses_a_mismatched_payload(serve_process: ServeProcess, tmp_pat
     image = tmp_path / "digit.png"
     image.write_bytes(digit_bytes(5))
     result = subprocess.run(
-        [sys.executable, "-m", "modelwire", "bench", str(image), "--mode", "oip"],
+        [
+            sys.executable,
+            "-m",
+            "modelwire",
+            "bench",
+            serve_process.target,
+            str(image),
+            "--mode",
+            "oip",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,6 +16,7 @@ from modelwire.api.v1 import datasets_pb2_grpc as data_grpc
 from modelwire.api.v1 import inference_pb2, inference_pb2_grpc
 from modelwire.api.v1 import training_pb2 as pb
 from modelwire.api.v1 import training_pb2_grpc as pb_grpc
+from modelwire.core.training.jobs import TrainingJobs
 from modelwire.core.training.spec import JobConfig
 from modelwire.errors import FailedPrecondition
 from modelwire.server.app import RunningServer
@@ -78,7 +79,7 @@ async def test_a_job_trains_publishes_and_serves(server: RunningServer) -> None:
             inference_pb2.ClassifyRequest(model="tiny", image=digit_bytes(4))
         )
         assert (reply.model, reply.version) == ("tiny", 1)
-        trained = server.training.get(started.id)
+        trained = jobs_of(server).get(started.id)
         assert trained.state == "SUCCEEDED"
         # A watcher that comes late gets the final state at once.
         late = await follow(stub, started.id)
@@ -206,7 +207,7 @@ async def test_cancel_running_and_queued_jobs(server: RunningServer) -> None:
         assert final.reason == "cancelled while running"
         assert final.version == 0
         assert "tiny" not in server.engine.models.names()
-        assert not list(server.training.work_dir.iterdir())  # nothing left behind
+        assert not list(jobs_of(server).work_dir.iterdir())  # nothing left behind
 
 
 async def test_restart_fails_the_running_job_and_keeps_the_finished(
@@ -248,5 +249,10 @@ async def test_without_pytorch_training_is_refused(
         lambda name, *args: None if name == "torch" else real(name, *args),
     )
     with pytest.raises(FailedPrecondition, match=r"modelwire\[train\]"):
-        await server.training.start(JobConfig(dataset="d", model="tiny"))
-    assert server.training.list_jobs() == []
+        await jobs_of(server).start(JobConfig(dataset="d", model="tiny"))
+    assert jobs_of(server).list_jobs() == []
+
+
+def jobs_of(server: RunningServer) -> TrainingJobs:
+    assert server.training is not None  # a single server runs its own jobs
+    return server.training

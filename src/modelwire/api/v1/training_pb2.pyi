@@ -46,7 +46,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class TrainingConfig(_message.Message):
-    __slots__ = ("dataset", "model", "architecture", "input_width", "input_height", "epochs", "batch_size", "learning_rate", "validation_fraction", "seed", "promote")
+    __slots__ = ("dataset", "model", "architecture", "input_width", "input_height", "epochs", "batch_size", "learning_rate", "validation_fraction", "seed", "promote", "workers")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class TrainingConfig(_message.Message):
     VALIDATION_FRACTION_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     model: str
     architecture: Architecture
@@ -69,7 +70,8 @@ class TrainingConfig(_message.Message):
     validation_fraction: float
     seed: int
     promote: PromotePolicy
-    def __init__(self, dataset: _Optional[str] = ..., model: _Optional[str] = ..., architecture: _Optional[_Union[Architecture, str]] = ..., input_width: _Optional[int] = ..., input_height: _Optional[int] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., validation_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., promote: _Optional[_Union[PromotePolicy, str]] = ...) -> None: ...
+    workers: int
+    def __init__(self, dataset: _Optional[str] = ..., model: _Optional[str] = ..., architecture: _Optional[_Union[Architecture, str]] = ..., input_width: _Optional[int] = ..., input_height: _Optional[int] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., validation_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., promote: _Optional[_Union[PromotePolicy, str]] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class EpochMetrics(_message.Message):
     __slots__ = ("epoch", "train_loss", "validation_loss", "validation_accuracy")

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -34,15 +35,18 @@ from typing import Any
 
 import tomli_w
 
-from modelwire.core.datasets import Datasets, connect
+from modelwire.core.datasets import Datasets, DatasetStore, connect
 from modelwire.core.models import ModelManager
 from modelwire.core.repository import ModelConfig, find_models, read_model_folder
 from modelwire.core.training.spec import JobConfig, TrainerSpec, check_dataset, input_config
 from modelwire.errors import FailedPrecondition, InvalidInput, ModelwireError, NotFound
 
-__all__ = ["EpochRecord", "Job", "JobState", "TrainingJobs"]
+__all__ = ["EpochRecord", "Job", "JobState", "TrainingJobs", "count_jobs"]
 
 log = logging.getLogger(__name__)
+
+#: How long a cancelled trainer gets to stop its workers before it is killed.
+_STOP_GRACE_S = 5.0
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, created REAL, record TEXT)"
 
@@ -110,6 +114,15 @@ class Job:
         raw["state"] = JobState(raw["state"])
         raw["history"] = [EpochRecord(**e) for e in raw["history"]]
         return cls(**raw)
+
+
+def count_jobs(store: DatasetStore) -> dict[str, int]:
+    """Jobs per state, read from the database (the same in every worker process)."""
+    store.execute(_SCHEMA)
+    rows = store.execute(
+        "SELECT json_extract(record, '$.state'), COUNT(*) FROM jobs GROUP BY 1"
+    ).fetchall()
+    return {str(state): int(count) for state, count in rows}
 
 
 class TrainingJobs:
@@ -280,6 +293,7 @@ class TrainingJobs:
             seed=config.seed,
             threads=self._threads,
             output=output,
+            workers=config.workers,
         )
         (work / "spec.json").write_text(spec.model_dump_json())
         job.state, job.started = JobState.RUNNING, time.time()
@@ -300,15 +314,29 @@ class TrainingJobs:
         await self._finish(job, JobState.SUCCEEDED, "")
 
     async def _train(self, job: Job, spec_path: Path) -> str | None:
-        """Run the trainer; None on success, else why it failed."""
+        """Run the trainer; None on success, else why it failed. Several workers run
+        under torch.distributed's own launcher (torchrun), on this machine."""
+        launcher: list[str] = []
+        if job.config.workers > 1:
+            launcher = [
+                "-m", "torch.distributed.run", "--standalone",
+                f"--nproc-per-node={job.config.workers}",
+            ]  # fmt: skip
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            *launcher,
             "-m",
             "modelwire.core.training.trainer",
             str(spec_path),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "OMP_NUM_THREADS": str(self._threads)},
+            env={
+                **os.environ,
+                "OMP_NUM_THREADS": str(self._threads),
+                "MODELWIRE_SERVER_PID": str(os.getpid()),
+            },
+            # Its own process group, so cancelling stops the launcher and its workers.
+            start_new_session=True,
         )
         self._processes[job.id] = process
         assert process.stdout is not None
@@ -323,9 +351,7 @@ class TrainingJobs:
                     await self._changed(job)
             code = await process.wait()
         except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+            await _stop_trainer(process)
             raise
         finally:
             self._processes.pop(job.id, None)
@@ -411,6 +437,19 @@ class TrainingJobs:
             "INSERT OR REPLACE INTO jobs (id, created, record) VALUES (?, ?, ?)",
             (job.id, job.created, job.to_json()),
         )
+
+
+async def _stop_trainer(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM first: torchrun passes it to its workers, which run in sessions of their
+    own; then SIGKILL for whatever is left of the process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), _STOP_GRACE_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
 
 
 def _default_version(folder: Path) -> int | None:

@@ -47,6 +47,7 @@ class JobConfig:
     validation_fraction: float = 0.2
     seed: int = 0
     promote: Promote = "if-better"
+    workers: int = 1
 
     def checked(self) -> JobConfig:
         """This config with the architecture's default size, or InvalidInput naming the
@@ -64,6 +65,7 @@ class JobConfig:
             ("input_height", height, 4, 512),
             ("epochs", self.epochs, 1, 1000),
             ("batch_size", self.batch_size, 1, 4096),
+            ("workers", self.workers, 1, 64),
         ):
             if not low <= value <= high:
                 raise InvalidInput(f"{name} must be {low}-{high}, got {value}", field=name)
@@ -72,6 +74,11 @@ class JobConfig:
         if not 0 < self.validation_fraction <= 0.5:
             raise InvalidInput(
                 "validation_fraction must be in (0, 0.5]", field="validation_fraction"
+            )
+        if self.workers > self.batch_size:
+            raise InvalidInput(
+                f"{self.workers} workers cannot share batches of {self.batch_size}",
+                field="workers",
             )
         return dataclasses.replace(self, input_width=width, input_height=height)
 
@@ -146,3 +153,5 @@ class TrainerSpec(BaseModel):
     seed: int
     threads: int
     output: Path
+    #: Processes in the job (torch.distributed's world size).
+    workers: int = 1

@@ -7,6 +7,13 @@ server classifies with (so training and serving see the same tensors), trains wi
 on a stratified split, and writes `model.onnx` (dynamic batch axis) and `metrics.json`
 into the spec's output folder. Progress goes to stdout as one JSON object per line:
 {"event": "started", ...}, {"event": "epoch", ...} per epoch, {"event": "done", ...}.
+
+Under torch.distributed's launcher (the server runs `torchrun --standalone
+--nproc-per-node N` for a job with N workers; several machines can run the same module
+with a shared rendezvous endpoint, see docs/deploy.md) it trains with
+DistributedDataParallel: every process holds the whole (small) dataset, takes its share
+of each batch, and the gradients are averaged, so N workers follow one worker's steps
+with the same global batch size. Rank 0 alone reports, validates and exports.
 """
 
 from __future__ import annotations
@@ -15,11 +22,14 @@ import json
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from modelwire.core.images import decode, preprocess_batch
 from modelwire.core.training.architectures import DigitsCNN, small_resnet
@@ -77,49 +87,107 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return loss, accuracy
 
 
+class World:
+    """This process's place among the job's processes (1 of 1 without a launcher)."""
+
+    def __init__(self) -> None:
+        self.size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.size > 1:
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend, timeout=timedelta(seconds=120))
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return DistributedDataParallel(model) if self.size > 1 else model
+
+    def total(self, value: float) -> float:
+        """`value` summed over every process."""
+        if self.size == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return float(tensor[0])
+
+    def close(self) -> None:
+        if self.size > 1:
+            dist.destroy_process_group()
+
+
+def check_server_alive(parent: int) -> None:
+    """Exit if the server is gone (killed without a chance to stop this job)."""
+    server = int(os.environ.get("MODELWIRE_SERVER_PID", "0"))
+    if server:
+        try:
+            os.kill(server, 0)
+        except ProcessLookupError:
+            sys.exit("the server is gone")
+    if os.getppid() != parent:
+        sys.exit("the server is gone")
+
+
 def train(spec: TrainerSpec) -> None:
     torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.seed)
+    world = World()
     tensors, labels = load(spec)
     train_index, validation_index = stratified_split(labels, spec.validation_fraction, spec.seed)
     x_train, y_train = torch.from_numpy(tensors[train_index]), torch.from_numpy(labels[train_index])
     x_val = torch.from_numpy(tensors[validation_index])
     y_val = torch.from_numpy(labels[validation_index])
-    emit("started", train=len(y_train), validation=len(y_val), labels=len(spec.labels))
+    if world.leader:
+        emit("started", train=len(y_train), validation=len(y_val), labels=len(spec.labels))
 
-    model = build(spec)
+    network = build(spec)
+    model = world.wrap(network)
     optimiser = torch.optim.Adam(model.parameters(), lr=spec.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=spec.epochs)
-    generator = torch.Generator().manual_seed(spec.seed)
+    generator = torch.Generator().manual_seed(spec.seed)  # the same order in every process
     parent = os.getppid()
     for epoch in range(1, spec.epochs + 1):
-        if os.getppid() != parent:
-            sys.exit("the server is gone")  # killed without a chance to stop this job
+        check_server_alive(parent)
         started = time.monotonic()
         model.train()
         order = torch.randperm(len(y_train), generator=generator)
         total = 0.0
         for start in range(0, len(order), spec.batch_size):
+            # Each process takes every size-th example of the batch (the last one too,
+            # short as it may be: a process with none takes one, counted with no weight).
             batch = order[start : start + spec.batch_size]
+            mine = batch[world.rank :: world.size]
+            weight = len(mine)
+            if not weight:
+                mine = batch[:1]
             optimiser.zero_grad()
-            loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss = nn.functional.cross_entropy(model(x_train[mine]), y_train[mine])
+            # DDP averages gradients over processes; scale so that equals the mean over
+            # the whole batch, whatever share each process had.
+            scale = weight * world.size / len(batch)
+            (loss * scale).backward()  # type: ignore[no-untyped-call]
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += float(loss) * weight
+        total = world.total(total)
         schedule.step()
-        validation_loss, accuracy = evaluate(model, x_val, y_val)
-        emit(
-            "epoch",
-            epoch=epoch,
-            train_loss=total / len(y_train),
-            validation_loss=validation_loss,
-            validation_accuracy=accuracy,
-            seconds=time.monotonic() - started,
-        )
+        if world.leader:
+            validation_loss, accuracy = evaluate(network, x_val, y_val)
+            emit(
+                "epoch",
+                epoch=epoch,
+                train_loss=total / len(y_train),
+                validation_loss=validation_loss,
+                validation_accuracy=accuracy,
+                seconds=time.monotonic() - started,
+            )
+    world.close()
+    if not world.leader:
+        return
 
-    model.eval()
+    network.eval()
     shape = (spec.input.channels, spec.input.height, spec.input.width)
-    export_onnx(model, spec.output / "model.onnx", shape)
+    export_onnx(network, spec.output / "model.onnx", shape)
     metrics = {
         "validation_accuracy": accuracy,
         "validation_loss": validation_loss,

@@ -15,8 +15,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
 
 
 class ModelServicer(pb_grpc.ModelServiceServicer):
-    def __init__(self, models: ModelManager) -> None:
+    def __init__(self, models: ModelManager, *, announce: bool = True) -> None:
+        """`announce=False` for the other workers' calls, which announce themselves."""
         self._models = models
+        self._announce = announce
 
     def _message(self, status: ModelStatus) -> pb.Model:
         try:
@@ -39,17 +41,19 @@ class ModelServicer(pb_grpc.ModelServiceServicer):
     async def LoadModel(
         self, request: pb.LoadModelRequest, context: Context
     ) -> pb.LoadModelResponse:
-        return pb.LoadModelResponse(model=self._message(await self._models.load(request.name)))
+        status = await self._models.load(request.name, announce=self._announce)
+        return pb.LoadModelResponse(model=self._message(status))
 
     @grpc_errors
     async def UnloadModel(
         self, request: pb.UnloadModelRequest, context: Context
     ) -> pb.UnloadModelResponse:
-        status = await self._models.unload(request.name)
+        status = await self._models.unload(request.name, announce=self._announce)
         return pb.UnloadModelResponse(model=self._message(status))
 
     @grpc_errors
     async def ReloadModel(
         self, request: pb.ReloadModelRequest, context: Context
     ) -> pb.ReloadModelResponse:
-        return pb.ReloadModelResponse(model=self._message(await self._models.load(request.name)))
+        status = await self._models.load(request.name, announce=self._announce)
+        return pb.ReloadModelResponse(model=self._message(status))

@@ -59,6 +59,7 @@ def job_config(message: pb.TrainingConfig) -> JobConfig:
         validation_fraction=message.validation_fraction or defaults.validation_fraction,
         seed=message.seed,
         promote=_PROMOTE.get(message.promote, "if-better"),  # type: ignore[arg-type]
+        workers=message.workers or defaults.workers,
     )
 
 
@@ -78,6 +79,7 @@ def job_message(job: Job) -> pb.TrainingJob:
             validation_fraction=config.validation_fraction,
             seed=config.seed,
             promote=_PROMOTE_ENUMS[config.promote],
+            workers=config.workers,
         ),
         state=_STATES[job.state],
         reason=job.reason,
