@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -11,10 +12,12 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -193,3 +196,38 @@ def rest_serve_process() -> Iterator[RestServeProcess]:
 def tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+#: A PostgreSQL server the tests may create databases on (scripts/test_postgres.sh).
+TEST_DATABASE_URL = os.environ.get("MODELWIRE_TEST_DATABASE_URL", "")
+
+
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server, dropped afterwards; skips
+    the test (saying why) where there is no server."""
+    if not TEST_DATABASE_URL:
+        pytest.skip(
+            "PostgreSQL half skipped: MODELWIRE_TEST_DATABASE_URL is not set "
+            "(scripts/test_postgres.sh starts a server; .ci/run does)"
+        )
+    import psycopg
+
+    name = f"modelwire_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlsplit(TEST_DATABASE_URL)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Run the test against SQLite (None: the data directory's) and PostgreSQL."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with fresh_postgres_database() as url:
+        yield url

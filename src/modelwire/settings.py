@@ -20,6 +20,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from modelwire.core.database import check_database_url
+from modelwire.errors import InvalidInput
+
 __all__ = ["Settings", "load_settings"]
 
 
@@ -117,6 +120,13 @@ class Settings(BaseSettings):
         description="Serve Prometheus /metrics on its own port (default: on the REST "
         "port, or none without REST).",
     )
+    health_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Also serve the standard gRPC health service alone, in plaintext, on "
+        "this port: for probes that speak no TLS (Kubernetes' native gRPC probes).",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="text, or json: one JSON object per line."
     )
@@ -144,6 +154,12 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(platformdirs.user_data_dir("modelwire")),
         description="Where datasets, training jobs and trained model versions are kept "
         "(default: the platform's per-user data folder).",
+    )
+    database_url: str | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user:password@host/db) for dataset and "
+        "training-job records, shared by every server using it; image files and trained "
+        "models stay in data_dir, which they must then share. Default: SQLite in data_dir.",
     )
     max_upload_examples: int = Field(
         1_000_000, ge=1, description="Most examples one UploadExamples stream may carry."
@@ -181,6 +197,15 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert and tls_key go together: give both or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        return self
+
+    @model_validator(mode="after")
+    def _database(self) -> Settings:
+        if self.database_url is not None:
+            try:
+                check_database_url(self.database_url)
+            except InvalidInput as error:
+                raise ValueError(error.message) from None
         return self
 
     @model_validator(mode="after")

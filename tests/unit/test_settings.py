@@ -48,3 +48,6 @@ def test_bad_values_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         load_settings(config)
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "missing.toml")
+    with pytest.raises(ValidationError, match="PostgreSQL URL"):
+        load_settings(database_url="mysql://someone@db/models")
+    assert load_settings(database_url="postgresql://u:p@db:5432/m").database_url is not None

@@ -15,7 +15,7 @@ __all__ = ["config_app"]
 config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
 
 #: Settings whose values are not printed: where credentials live is for the operator.
-SECRET = {"tls_key", "tokens_file"}
+SECRET = {"tls_key", "tokens_file", "database_url"}
 
 
 @config_app.command("show")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from modelwire.cli.common import TargetOption, client_options, connect, fail
+from modelwire.cli.common import TargetOption, client_options, connect, connected, fail
 from modelwire.errors import ModelwireError
 
 app = typer.Typer(
@@ -96,6 +96,10 @@ def serve(
         Path | None,
         typer.Option(help="Where datasets, jobs and trained versions are kept."),
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL URL for dataset/job records (default: SQLite in data dir)."),
+    ] = None,
     max_upload_examples: Annotated[
         int | None, typer.Option(help="Most examples per upload stream (default 1,000,000).")
     ] = None,
@@ -144,6 +148,10 @@ def serve(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve /metrics on this port (default: the REST port).")
     ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(help="Plaintext port serving only the gRPC health service (probes)."),
+    ] = None,
     log_format: Annotated[
         str | None, typer.Option(help="text (default) or json: one JSON object per line.")
     ] = None,
@@ -178,6 +186,7 @@ def serve(
             stream_window=stream_window,
             reflection=reflection,
             data_dir=data_dir,
+            database_url=database_url,
             max_upload_examples=max_upload_examples,
             max_example_bytes=max_example_bytes,
             training_jobs=training_jobs,
@@ -194,6 +203,7 @@ def serve(
             max_connection_age_s=max_connection_age,
             max_upload_bytes=max_upload_bytes,
             metrics_port=metrics_port,
+            health_port=health_port,
             log_format=log_format,
             workers=workers,
         )
@@ -444,6 +454,23 @@ def _print_table(summaries: list[dict[str, object]]) -> None:
             ", ".join(f"{code}: {n}" for code, n in errors.items()) or "none",
         )
     Console().print(table)
+
+
+@app.command()
+def health(
+    service: Annotated[
+        str, typer.Argument(help="A service or model name (default: the whole server).")
+    ] = "",
+    target: TargetOption = "localhost:50051",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 5.0,
+) -> None:
+    """Ask the standard gRPC health service; print the status and exit 0 only when
+    SERVING (for container health checks and scripts)."""
+    with connected(target, timeout) as client:
+        status = client.health(service)
+    typer.echo(status)
+    if status != "SERVING":
+        raise typer.Exit(code=1)
 
 
 @app.command()

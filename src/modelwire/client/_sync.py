@@ -5,6 +5,7 @@ from types import TracebackType
 from typing import TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelwire.api.v1 import (
     datasets_pb2,
@@ -207,6 +208,15 @@ class Client:
             self._training.GetTrainingJob, training_pb2.GetTrainingJobRequest(id=job_id)
         )
         return reply.job
+
+    def health(self, service: str = "") -> str:
+        """The standard health service's answer for `service` ("" = the server; a
+        model name = that model): SERVING, NOT_SERVING or SERVICE_UNKNOWN."""
+        reply: health_pb2.HealthCheckResponse = self._call(
+            health_pb2_grpc.HealthStub(self._channel).Check,
+            health_pb2.HealthCheckRequest(service=service),
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
     def _call(self, method: Callable[..., R], request: object) -> R:
         try:

@@ -1,6 +1,7 @@
 """The data store: named datasets of labelled images.
 
-Metadata lives in SQLite (WAL, synchronous=FULL) in the data directory; image files are
+Metadata lives in SQLite (WAL, synchronous=FULL) in the data directory, or in PostgreSQL
+(see modelwire.core.database); image files are
 content-addressed (`blobs/<first two hex digits>/<sha256>`), written to a temporary file,
 fsynced and renamed into place, so a file either is whole or does not exist. A row that
 refers to a file is committed only after the file (and its folder) are on disk: every
@@ -18,7 +19,6 @@ import asyncio
 import functools
 import hashlib
 import os
-import sqlite3
 import tempfile
 import time
 import unicodedata
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from modelwire.core.database import Database
 from modelwire.core.repository import validate_name
 from modelwire.errors import AlreadyExists, InvalidInput, NotFound
 
@@ -51,15 +52,15 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
     name TEXT PRIMARY KEY,
     description TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
+    created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS examples (
     dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
     sha256 TEXT NOT NULL,
     label TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created REAL NOT NULL,
+    size BIGINT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (dataset, sha256)
 );
 CREATE INDEX IF NOT EXISTS examples_by_sha256 ON examples(sha256);
@@ -101,32 +102,27 @@ def validate_label(label: str) -> str:
     return label
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection with the settings every user of the database relies on."""
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("PRAGMA foreign_keys=ON")
-    connection.execute("PRAGMA busy_timeout=10000")
-    return connection
-
-
 class DatasetStore:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        """Image files under `data_dir`; metadata in `data_dir`/modelwire.db, or in the
+        PostgreSQL database at `database_url`."""
         self.data_dir = data_dir
         self.blobs = data_dir / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
-        self.database = data_dir / "modelwire.db"
-        self._db = connect(self.database)
-        self._db.executescript(_SCHEMA)
+        self.database_url = database_url
+        self._db = self.open_database()
+        self._db.create_schema(_SCHEMA)
         self._dirty_dirs: set[Path] = set()
+
+    def open_database(self) -> Database:
+        """A new connection to this store's database (for tables other modules own)."""
+        return Database(self.data_dir / "modelwire.db", self.database_url)
 
     def close(self) -> None:
         self._db.close()
 
-    def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
-        """Run one statement on this store's connection (for tables other modules own)."""
-        return self._db.execute(sql, parameters)
+    def describe(self) -> str:
+        return self._db.describe()
 
     # -- datasets --------------------------------------------------------------------
 
@@ -143,12 +139,13 @@ class DatasetStore:
                 "INSERT INTO datasets (name, description, created, updated) VALUES (?, ?, ?, ?)",
                 (name, description, now, now),
             )
-        except sqlite3.IntegrityError:
+        except self._db.integrity_errors:
             raise AlreadyExists(f"dataset {name!r} exists already") from None
         return DatasetInfo(name, description, now, now)
 
     def list(self) -> list[DatasetInfo]:
-        names = [row[0] for row in self._db.execute("SELECT name FROM datasets ORDER BY name")]
+        rows = self._db.execute("SELECT name FROM datasets ORDER BY name").fetchall()
+        names = [row[0] for row in rows]
         return [self.get(name) for name in names]
 
     def get(self, name: str) -> DatasetInfo:
@@ -168,7 +165,7 @@ class DatasetStore:
         (total,) = self._db.execute(
             "SELECT COALESCE(SUM(size), 0) FROM examples WHERE dataset = ?", (name,)
         ).fetchone()
-        return DatasetInfo(name, row[0], row[1], row[2], sum(counts.values()), total, counts)
+        return DatasetInfo(name, row[0], row[1], row[2], sum(counts.values()), int(total), counts)
 
     def delete(self, name: str) -> None:
         self.get(name)
@@ -179,7 +176,7 @@ class DatasetStore:
 
     def begin(self) -> None:
         """Start a batch of `add` calls that `commit` makes durable at once."""
-        self._db.execute("BEGIN IMMEDIATE")
+        self._db.begin_write()
 
     def add(self, dataset: str, label: str, data: bytes) -> bool:
         """Add one (already validated) image inside a batch; False if the dataset holds
@@ -189,8 +186,8 @@ class DatasetStore:
         if not path.exists():
             self._write_blob(path, data)
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO examples (dataset, sha256, label, size, created) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO examples (dataset, sha256, label, size, created) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (dataset, digest, label, len(data), time.time()),
         )
         return cursor.rowcount == 1
@@ -201,10 +198,10 @@ class DatasetStore:
             _fsync_dir(folder)
         self._dirty_dirs.clear()
         self._db.execute("UPDATE datasets SET updated = ? WHERE name = ?", (time.time(), dataset))
-        self._db.execute("COMMIT")
+        self._db.commit()
 
     def rollback(self) -> None:
-        self._db.execute("ROLLBACK")
+        self._db.rollback()
         self._dirty_dirs.clear()
 
     def examples(self, dataset: str) -> Iterator[Example]:
@@ -223,11 +220,12 @@ class DatasetStore:
     def collect_garbage(self) -> int:
         """Remove image files no dataset refers to (left by deletes or crashes).
 
-        Holds the write lock throughout: another process's upload writes its files
-        only inside its own write transaction, so none is half-way through here."""
-        self._db.execute("BEGIN IMMEDIATE")
+        Holds the write lock alone throughout: another process's upload writes its
+        files only inside its own write transaction, so none is half-way through here."""
+        self._db.begin_write(exclusive=True)
         try:
-            used = {row[0] for row in self._db.execute("SELECT DISTINCT sha256 FROM examples")}
+            rows = self._db.execute("SELECT DISTINCT sha256 FROM examples").fetchall()
+            used = {row[0] for row in rows}
             removed = 0
             for folder in self.blobs.iterdir():
                 for path in folder.iterdir():
@@ -235,12 +233,11 @@ class DatasetStore:
                         path.unlink(missing_ok=True)
                         removed += 1
         finally:
-            self._db.execute("COMMIT")
+            self._db.commit()
         return removed
 
     def integrity_check(self) -> str:
-        (result,) = self._db.execute("PRAGMA integrity_check").fetchone()
-        return str(result)
+        return self._db.integrity_check()
 
     def _write_blob(self, path: Path, data: bytes) -> None:
         if not path.parent.is_dir():
@@ -296,9 +293,9 @@ class Datasets:
     COMMIT_EVERY = 256
     COMMIT_AFTER_S = 0.5
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="modelwire-data")
-        self.store = DatasetStore(data_dir)
+        self.store = DatasetStore(data_dir, database_url)
         self.store.collect_garbage()
 
     async def run(self, function: Callable[..., T], *args: object) -> T:

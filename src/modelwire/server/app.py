@@ -90,6 +90,9 @@ class RunningServer:
     metrics_server: RestServer | None = None
     #: The Unix-socket server the other workers call (see modelwire.server.peers).
     internal: grpc.aio.Server | None = None
+    #: Health alone, in plaintext, for probes (settings.health_port).
+    health_server: grpc.aio.Server | None = None
+    health_addresses: list[str] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stopped: bool = False
 
@@ -104,6 +107,8 @@ class RunningServer:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
         stopping = [self.server.stop(grace)]
+        if self.health_server is not None:
+            stopping.append(self.health_server.stop(grace))
         for http in (self.rest, self.metrics_server):
             if http is not None:
                 stopping.append(http.stop())
@@ -182,7 +187,12 @@ async def build_server(
     engine = await start_engine(
         settings, metrics.observer, tracing.record_timing if tracing is not None else None
     )
-    datasets = Datasets(settings.data_dir)
+    try:
+        datasets = Datasets(settings.data_dir, settings.database_url)
+    except Exception as error:
+        if settings.database_url is None:
+            raise
+        raise OSError(f"cannot use the database at --database-url: {error}") from None
     training: TrainingJobs | None = None
     if worker is None or worker.trains:
         training = await TrainingJobs.open(
@@ -226,6 +236,15 @@ async def build_server(
             closers.append(peers.close)
         running.port, running.addresses = _bind(server, settings.hosts, settings.port, credentials)
         await server.start()
+        if settings.health_port is not None:
+            running.health_server = grpc.aio.server(
+                options=[("grpc.so_reuseport", 1 if worker is not None else 0)]
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, running.health_server)
+            _, running.health_addresses = _bind(
+                running.health_server, settings.hosts, settings.health_port, None
+            )
+            await running.health_server.start()
         tls = rest_tls_options(settings)
         if settings.rest_port:
             app = build_rest_app(
@@ -270,6 +289,8 @@ async def build_server(
             "REST gateway on %s (API docs at /docs)",
             ", ".join(f"{scheme}://{address}" for address in running.rest.addresses),
         )
+    if running.health_addresses:
+        log.info("gRPC health (plaintext) on %s", ", ".join(running.health_addresses))
     if running.metrics_server is not None:
         log.info(
             "metrics on %s",

@@ -71,8 +71,9 @@ def supervise(settings: Settings) -> None:
         update: dict[str, Any] = {"port": _reserve(settings.hosts, settings.port, reserved)}
         if settings.rest_port:
             update["rest_port"] = _reserve(settings.hosts, settings.rest_port, reserved)
-        if settings.metrics_port is not None:
-            update["metrics_port"] = _reserve(settings.hosts, settings.metrics_port, reserved)
+        for name in ("metrics_port", "health_port"):
+            if (port := getattr(settings, name)) is not None:
+                update[name] = _reserve(settings.hosts, port, reserved)
         if "threads" not in settings.model_fields_set:
             update["threads"] = max(1, (os.cpu_count() or 1) // count)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)

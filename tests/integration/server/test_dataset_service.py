@@ -32,6 +32,19 @@ async def messages(
 
 
 async def test_upload_describe_export_delete(
+    start_server: ServerFactory, database_url: str | None
+) -> None:
+    server = await start_server(database_url=database_url)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        await upload_describe_export_delete(server, pb_grpc.DatasetServiceStub(channel))
+
+
+async def test_an_unreachable_database_is_refused_at_start(start_server: ServerFactory) -> None:
+    with pytest.raises(OSError, match="cannot use the database at --database-url"):
+        await start_server(database_url="postgresql://nobody@127.0.0.1:1/none")
+
+
+async def upload_describe_export_delete(
     server: RunningServer, stub: pb_grpc.DatasetServiceStub
 ) -> None:
     created = await stub.CreateDataset(pb.CreateDatasetRequest(name="digits-data", description="d"))

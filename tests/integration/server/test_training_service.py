@@ -211,9 +211,9 @@ async def test_cancel_running_and_queued_jobs(server: RunningServer) -> None:
 
 
 async def test_restart_fails_the_running_job_and_keeps_the_finished(
-    start_server: ServerFactory, tmp_path: Path
+    start_server: ServerFactory, tmp_path: Path, database_url: str | None
 ) -> None:
-    first = await start_server(data_dir=tmp_path)
+    first = await start_server(data_dir=tmp_path, database_url=database_url)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
         await upload(channel, "d", 100)
         stub = pb_grpc.TrainingServiceStub(channel)
@@ -224,7 +224,7 @@ async def test_restart_fails_the_running_job_and_keeps_the_finished(
             if reply.job.state == pb.JOB_STATE_RUNNING:
                 break
     await first.stop(None)
-    second = await start_server(data_dir=tmp_path)
+    second = await start_server(data_dir=tmp_path, database_url=database_url)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
         stub = pb_grpc.TrainingServiceStub(channel)
         jobs = {j.id: j for j in (await stub.ListTrainingJobs(pb.ListTrainingJobsRequest())).jobs}

@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
@@ -40,13 +41,15 @@ CLASSIFY = (
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    rest_port = free_port()
+    rest_port, health_port = free_port(), free_port()
     data_dir = tmp_path_factory.mktemp("workers-data")
     serve = start_serve(
         "--host", "127.0.0.1", "--port", "0", "--workers", "2",
-        "--rest-port", str(rest_port), "--data-dir", str(data_dir),
+        "--rest-port", str(rest_port), "--health-port", str(health_port),
+        "--data-dir", str(data_dir),
     )  # fmt: skip
     serve.rest_port = rest_port  # type: ignore[attr-defined]
+    serve.health_port = health_port  # type: ignore[attr-defined]
     yield serve
     assert stop_serve(serve) == 0
     assert not worker_pids(serve.process.pid)  # every worker stopped with it
@@ -112,6 +115,12 @@ def test_connections_spread_and_metrics_add_up(workers: ServeProcess) -> None:
     found = scrape(workers)
     assert found[key] - before == CONNECTIONS
     assert found[("modelwire_in_flight_requests", (("protocol", "grpc"),))] == 0
+    # The plaintext health port is shared the same way.
+    probe = f"127.0.0.1:{workers.health_port}"  # type: ignore[attr-defined]
+    for channel in connections(probe):
+        with channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_unload_and_load_reach_every_worker(workers: ServeProcess) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,8 +17,8 @@ async def accept_all(data: bytes) -> None:
         raise InvalidInput("not a PNG")
 
 
-def test_store_counts_dedupes_and_deletes(tmp_path: Path) -> None:
-    store = DatasetStore(tmp_path)
+def test_store_counts_dedupes_and_deletes(tmp_path: Path, database_url: str | None) -> None:
+    store = DatasetStore(tmp_path, database_url)
     store.create("a", "first")
     store.create("b")
     with pytest.raises(AlreadyExists):
@@ -38,20 +39,49 @@ def test_store_counts_dedupes_and_deletes(tmp_path: Path) -> None:
     assert files == [b"one"]  # "two" was only a's
     assert store.integrity_check() == "ok"
     store.close()
-    reopened = DatasetStore(tmp_path)
+    reopened = DatasetStore(tmp_path, database_url)
     assert [d.name for d in reopened.list()] == ["b"]
+    reopened.close()
 
 
-def test_uncommitted_examples_vanish_and_garbage_is_collected(tmp_path: Path) -> None:
-    store = DatasetStore(tmp_path)
+def test_uncommitted_examples_vanish_and_garbage_is_collected(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    store = DatasetStore(tmp_path, database_url)
     store.create("a")
     store.begin()
     store.add("a", "1", b"lost")
     store.close()  # a crash before the commit
-    reopened = DatasetStore(tmp_path)
+    reopened = DatasetStore(tmp_path, database_url)
     assert reopened.get("a").examples == 0
     assert reopened.collect_garbage() == 1
     assert not [p for p in reopened.blobs.rglob("*") if p.is_file()]
+    reopened.close()
+
+
+def test_two_servers_share_one_store(tmp_path: Path, database_url: str | None) -> None:
+    """Two stores on one database and one folder (two servers, or two workers): what
+    one writes the other reads, and a sweep of unreferenced files by one waits for the
+    other's upload in progress instead of deleting the files it has just written."""
+    first, second = DatasetStore(tmp_path, database_url), DatasetStore(tmp_path, database_url)
+    first.create("shared")
+    assert [d.name for d in second.list()] == ["shared"]
+    first.begin()
+    assert first.add("shared", "1", b"in flight")
+    swept: list[int] = []
+    sweeper = threading.Thread(target=lambda: swept.append(second.collect_garbage()))
+    sweeper.start()
+    sweeper.join(timeout=1.0)
+    assert sweeper.is_alive()  # waiting for the upload's transaction
+    first.commit("shared")
+    sweeper.join(timeout=30)
+    assert swept == [0]
+    (example,) = second.examples("shared")
+    assert example.path.read_bytes() == b"in flight"
+    with pytest.raises(AlreadyExists):
+        second.create("shared")
+    first.close()
+    second.close()
 
 
 @pytest.mark.parametrize("label", ["", " 1", "1 ", "a\nb", "tab\there", "x" * 129, "\u200b"])
@@ -65,8 +95,10 @@ def test_good_labels(label: str) -> None:
     assert validate_label(label) == label
 
 
-async def test_upload_keeps_what_came_before_a_break(tmp_path: Path) -> None:
-    datasets = Datasets(tmp_path)
+async def test_upload_keeps_what_came_before_a_break(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    datasets = Datasets(tmp_path, database_url)
     await datasets.run(datasets.store.create, "d")
 
     async def broken() -> AsyncIterator[UploadItem]:
@@ -80,9 +112,11 @@ async def test_upload_keeps_what_came_before_a_break(tmp_path: Path) -> None:
     await datasets.close()
 
 
-async def test_upload_commits_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_upload_commits_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None
+) -> None:
     monkeypatch.setattr(Datasets, "COMMIT_EVERY", 2)
-    datasets = Datasets(tmp_path)
+    datasets = Datasets(tmp_path, database_url)
     await datasets.run(datasets.store.create, "d")
     seen: list[int] = []
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import tomli_w
 
-from modelwire.core.datasets import Datasets, DatasetStore, connect
+from modelwire.core.datasets import Datasets, DatasetStore
 from modelwire.core.models import ModelManager
 from modelwire.core.repository import ModelConfig, find_models, read_model_folder
 from modelwire.core.training.spec import JobConfig, TrainerSpec, check_dataset, input_config
@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 #: How long a cancelled trainer gets to stop its workers before it is killed.
 _STOP_GRACE_S = 5.0
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, created REAL, record TEXT)"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, created DOUBLE PRECISION, record TEXT)"
+)
 
 
 class JobState(StrEnum):
@@ -118,11 +120,17 @@ class Job:
 
 def count_jobs(store: DatasetStore) -> dict[str, int]:
     """Jobs per state, read from the database (the same in every worker process)."""
-    store.execute(_SCHEMA)
-    rows = store.execute(
-        "SELECT json_extract(record, '$.state'), COUNT(*) FROM jobs GROUP BY 1"
-    ).fetchall()
-    return {str(state): int(count) for state, count in rows}
+    database = store.open_database()
+    try:
+        database.create_schema(_SCHEMA)
+        rows = database.execute("SELECT record FROM jobs").fetchall()
+    finally:
+        database.close()
+    counts: dict[str, int] = {}
+    for (record,) in rows:
+        state = str(json.loads(record)["state"])
+        counts[state] = counts.get(state, 0) + 1
+    return counts
 
 
 class TrainingJobs:
@@ -142,7 +150,7 @@ class TrainingJobs:
         self.work_dir = data_dir / "jobs"
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._threads = threads
-        self._db = connect(datasets.store.database)
+        self._db = datasets.store.open_database()
         self._jobs: dict[str, Job] = {}
         self._watchers: dict[str, list[asyncio.Queue[Job]]] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
@@ -161,7 +169,7 @@ class TrainingJobs:
     ) -> TrainingJobs:
         """Load the persisted jobs: RUNNING ones were interrupted, QUEUED ones run."""
         jobs = cls(datasets, models, data_dir, max_running=max_running, threads=threads)
-        await datasets.run(jobs._db.execute, _SCHEMA)
+        await datasets.run(jobs._db.create_schema, _SCHEMA)
         rows = await datasets.run(
             lambda: jobs._db.execute("SELECT record FROM jobs ORDER BY created").fetchall()
         )
@@ -434,7 +442,8 @@ class TrainingJobs:
     async def _save(self, job: Job) -> None:
         await self._datasets.run(
             self._db.execute,
-            "INSERT OR REPLACE INTO jobs (id, created, record) VALUES (?, ?, ?)",
+            "INSERT INTO jobs (id, created, record) VALUES (?, ?, ?) ON CONFLICT (id) "
+            "DO UPDATE SET created = excluded.created, record = excluded.record",
             (job.id, job.created, job.to_json()),
         )
 

@@ -1,0 +1,130 @@
+"""The metadata database: SQLite in the data directory, or a PostgreSQL server.
+
+SQLite (WAL, synchronous=FULL) is the embedded default: nothing to run, one machine.
+PostgreSQL (`--database-url postgresql://...`) lets several servers, on several
+machines, share datasets and training jobs, with the image files and trained models on a
+shared filesystem path. The stores write their SQL once, with `?` placeholders and the
+syntax both accept (`INSERT ... ON CONFLICT`); this module owns what differs: connecting,
+placeholders, write transactions, the errors, and column types.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from modelwire.errors import InvalidInput
+
+__all__ = ["Cursor", "Database", "check_database_url"]
+
+#: Both servers take a lock with this key around writes that must not overlap a sweep
+#: of the image files (see `Database.begin_write`).
+_WRITE_LOCK_KEY = 0x6D6F64656C77
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+def check_database_url(url: str) -> str:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise InvalidInput(
+            "database_url must be a PostgreSQL URL (postgresql://user:password@host:5432/db);"
+            " leave it out for SQLite in the data directory",
+            field="database_url",
+        )
+    return url
+
+
+class Database:
+    """One connection, in autocommit mode unless a transaction is begun. Not
+    thread-safe: each user keeps its own, on one thread."""
+
+    def __init__(self, sqlite_path: Path, url: str | None = None) -> None:
+        self.url = url
+        self.postgres = url is not None
+        self.sqlite_path = sqlite_path
+        if url is not None:
+            import psycopg  # only PostgreSQL users need it loaded
+
+            self._pg = psycopg.connect(check_database_url(url), autocommit=True)
+            self.integrity_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
+        else:
+            self._sqlite = sqlite3.connect(
+                sqlite_path, isolation_level=None, check_same_thread=False
+            )
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+                self._sqlite.execute(f"PRAGMA {pragma}")
+            self._sqlite.execute("PRAGMA busy_timeout=10000")
+            self.integrity_errors = (sqlite3.IntegrityError,)
+
+    def describe(self) -> str:
+        """Where the data is, without a password."""
+        if self.url is None:
+            return f"SQLite {self.sqlite_path}"
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(self.url)
+        return (
+            f"PostgreSQL {info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        )
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> Cursor:
+        if self.postgres:
+            return self._pg.execute(sql.replace("?", "%s"), parameters)
+        return self._sqlite.execute(sql, parameters)
+
+    def create_schema(self, schema: str) -> None:
+        """Run `;`-separated CREATE ... IF NOT EXISTS statements. Column types are written
+        as both understand them (DOUBLE PRECISION, BIGINT, TEXT)."""
+        if self.postgres:
+            # Servers starting at once would race to create the same tables.
+            with self._pg.transaction():
+                self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_KEY + 1,))
+                for statement in filter(str.strip, schema.split(";")):
+                    self._pg.execute(statement)
+        else:
+            self._sqlite.executescript(schema)
+
+    def begin_write(self, *, exclusive: bool = False) -> None:
+        """Begin a transaction that writes. SQLite takes its one write lock either way.
+        PostgreSQL takes the write lock shared (writers run side by side) or, with
+        `exclusive`, alone: a sweep of the image files waits for the writers, who may
+        have written files their uncommitted rows refer to."""
+        if not self.postgres:
+            self._sqlite.execute("BEGIN IMMEDIATE")
+            return
+        self._pg.execute("BEGIN")
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        self._pg.execute(f"SELECT {lock}(%s)", (_WRITE_LOCK_KEY,))
+
+    def commit(self) -> None:
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.execute("ROLLBACK")
+
+    def integrity_check(self) -> str:
+        """ "ok", or what is wrong: SQLite's own page check; for PostgreSQL (which checks
+        its pages itself), examples whose dataset is gone."""
+        if not self.postgres:
+            (result,) = self._sqlite.execute("PRAGMA integrity_check").fetchone()
+            return str(result)
+        (orphans,) = self.execute(
+            "SELECT COUNT(*) FROM examples e LEFT JOIN datasets d ON d.name = e.dataset "
+            "WHERE d.name IS NULL"
+        ).fetchone()
+        return "ok" if orphans == 0 else f"{orphans} examples of datasets that do not exist"
+
+    def close(self) -> None:
+        if self.postgres:
+            self._pg.close()
+        else:
+            self._sqlite.close()
