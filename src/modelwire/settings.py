@@ -216,7 +216,12 @@ class Settings(BaseSettings):
 
     @property
     def worker_count(self) -> int:
-        return (os.cpu_count() or 1) if self.workers == "auto" else self.workers
+        """The number of workers; 'auto' is the CPUs this process may run on."""
+        if self.workers != "auto":
+            return self.workers
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
 
     @property
     def tls(self) -> bool:

@@ -79,7 +79,7 @@ async def test_a_job_trains_publishes_and_serves(server: RunningServer) -> None:
             inference_pb2.ClassifyRequest(model="tiny", image=digit_bytes(4))
         )
         assert (reply.model, reply.version) == ("tiny", 1)
-        trained = jobs_of(server).get(started.id)
+        trained = await jobs_of(server).get(started.id)
         assert trained.state == "SUCCEEDED"
         # A watcher that comes late gets the final state at once.
         late = await follow(stub, started.id)
@@ -250,9 +250,87 @@ async def test_without_pytorch_training_is_refused(
     )
     with pytest.raises(FailedPrecondition, match=r"modelwire\[train\]"):
         await jobs_of(server).start(JobConfig(dataset="d", model="tiny"))
-    assert jobs_of(server).list_jobs() == []
+    assert await jobs_of(server).list_jobs() == []
 
 
 def jobs_of(server: RunningServer) -> TrainingJobs:
     assert server.training is not None  # a single server runs its own jobs
     return server.training
+
+
+async def wait_for_state(
+    stub: pb_grpc.TrainingServiceStub, job_id: str, state: int, timeout: float = 120
+) -> pb.TrainingJob:
+    async with asyncio.timeout(timeout):
+        async for reply in stub.WatchTraining(pb.WatchTrainingRequest(id=job_id)):
+            if reply.job.state == state:
+                job: pb.TrainingJob = reply.job
+                return job
+    raise AssertionError(f"job {job_id} ended without reaching state {state}")
+
+
+async def test_servers_sharing_a_database_share_the_jobs(
+    start_server: ServerFactory,
+    tmp_path: Path,
+    database_url: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replicas on one database (and data folder) see each other's jobs, watch and
+    cancel them through any replica, leave a live replica's jobs alone when they
+    restart, and adopt the queued jobs of a replica that is gone."""
+    monkeypatch.setattr(TrainingJobs, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(TrainingJobs, "LEASE_S", 1.5)
+    shared = {"data_dir": tmp_path, "database_url": database_url}
+    first = await start_server(**shared)
+    second = await start_server(**shared)
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as one,
+        grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as two,
+    ):
+        await upload(one, "d", 100)
+        on_first, on_second = pb_grpc.TrainingServiceStub(one), pb_grpc.TrainingServiceStub(two)
+        long = await on_first.StartTraining(pb.StartTrainingRequest(config=config(epochs=1000)))
+        queued = await on_first.StartTraining(pb.StartTrainingRequest(config=config(epochs=2)))
+        # The second replica follows the first's job from the database.
+        await wait_for_state(on_second, long.job.id, pb.JOB_STATE_RUNNING)
+        listed = (await on_second.ListTrainingJobs(pb.ListTrainingJobsRequest())).jobs
+        assert {j.id: j.state for j in listed} == {
+            long.job.id: pb.JOB_STATE_RUNNING,
+            queued.job.id: pb.JOB_STATE_QUEUED,
+        }
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await on_second.GetTrainingJob(pb.GetTrainingJobRequest(id="nope"))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    # A replica restarting does not take a live replica's jobs.
+    await second.stop(None)
+    third = await start_server(**shared)
+    assert third.training is not None
+    assert {j.id: j.state for j in await third.training.list_jobs()} == {
+        long.job.id: "RUNNING",
+        queued.job.id: "QUEUED",
+    }
+    # The first replica goes away (its running job is interrupted) with a job still
+    # queued: once its lease runs out, the third adopts the job, trains it and serves
+    # the version.
+    await first.stop(None)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{third.port}") as three:
+        on_third = pb_grpc.TrainingServiceStub(three)
+        interrupted = await on_third.GetTrainingJob(pb.GetTrainingJobRequest(id=long.job.id))
+        assert interrupted.job.state == pb.JOB_STATE_FAILED
+        done = await wait_for_state(on_third, queued.job.id, pb.JOB_STATE_SUCCEEDED)
+        assert done.version == 1
+        reply = await inference_pb2_grpc.InferenceServiceStub(three).Classify(
+            inference_pb2.ClassifyRequest(model="tiny", image=digit_bytes(3))
+        )
+        assert reply.version == 1
+        # Cancelled through another replica: the owner stops its trainer.
+        third_long = await on_third.StartTraining(
+            pb.StartTrainingRequest(config=config(epochs=1000))
+        )
+        await wait_for_state(on_third, third_long.job.id, pb.JOB_STATE_RUNNING)
+        fourth = await start_server(**shared)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{fourth.port}") as four:
+            on_fourth = pb_grpc.TrainingServiceStub(four)
+            await on_fourth.CancelTraining(pb.CancelTrainingRequest(id=third_long.job.id))
+            cancelled = await wait_for_state(on_fourth, third_long.job.id, pb.JOB_STATE_CANCELLED)
+        assert cancelled.reason == "cancelled while running"

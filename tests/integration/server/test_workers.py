@@ -196,7 +196,7 @@ def test_without_so_reuseport_workers_are_refused(monkeypatch: pytest.MonkeyPatc
 
 
 def test_worker_count_setting() -> None:
-    assert load_settings(workers="auto").worker_count == (os.cpu_count() or 1)
+    assert load_settings(workers="auto").worker_count == len(os.sched_getaffinity(0))
     assert load_settings(workers="3").worker_count == 3
     for bad in ("0", "65", "many"):
         with pytest.raises(ValueError, match="workers"):

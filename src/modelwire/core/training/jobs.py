@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -47,10 +48,16 @@ log = logging.getLogger(__name__)
 
 #: How long a cancelled trainer gets to stop its workers before it is killed.
 _STOP_GRACE_S = 5.0
+#: How often another server's job is read again while it is watched or cancelled.
+_FOREIGN_POLL_S = 1.0
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, created DOUBLE PRECISION, record TEXT)"
-)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, created DOUBLE PRECISION, record TEXT);
+CREATE TABLE IF NOT EXISTS job_leases (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS job_cancels (id TEXT PRIMARY KEY)
+"""
 
 
 class JobState(StrEnum):
@@ -156,6 +163,8 @@ class TrainingJobs:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._runners = [asyncio.create_task(self._run_queue()) for _ in range(max_running)]
+        #: This server, as the owner of the leases on the jobs it queued or runs.
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
     @classmethod
     async def open(
@@ -167,39 +176,50 @@ class TrainingJobs:
         max_running: int = 1,
         threads: int = 1,
     ) -> TrainingJobs:
-        """Load the persisted jobs: RUNNING ones were interrupted, QUEUED ones run."""
+        """Load the persisted jobs that no live server owns: RUNNING ones were
+        interrupted, QUEUED ones run here."""
         jobs = cls(datasets, models, data_dir, max_running=max_running, threads=threads)
         await datasets.run(jobs._db.create_schema, _SCHEMA)
-        rows = await datasets.run(
-            lambda: jobs._db.execute("SELECT record FROM jobs ORDER BY created").fetchall()
-        )
-        for (record,) in rows:
-            job = Job.from_json(record)
-            jobs._jobs[job.id] = job
-            if job.state == JobState.RUNNING:
-                await jobs._finish(job, JobState.FAILED, "interrupted: the server stopped")
-            elif job.state == JobState.QUEUED:
-                jobs._queue.put_nowait(job.id)
+        await jobs._adopt_orphans()
+        jobs._runners.append(asyncio.create_task(jobs._maintain()))
         return jobs
 
     # --- queries --------------------------------------------------------------------
 
-    def list_jobs(self) -> list[Job]:
-        return sorted(
-            (job.snapshot() for job in self._jobs.values()),
-            key=lambda job: job.created,
-            reverse=True,
+    async def list_jobs(self) -> list[Job]:
+        """Every job in the database, newest first: this server's as it knows them,
+        the others' as their servers last saved them."""
+        rows = await self._datasets.run(
+            lambda: self._db.execute("SELECT record FROM jobs").fetchall()
         )
+        found = {job.id: job for job in (Job.from_json(record) for (record,) in rows)}
+        found.update({job_id: job.snapshot() for job_id, job in self._jobs.items()})
+        return sorted(found.values(), key=lambda job: job.created, reverse=True)
 
-    def get(self, job_id: str) -> Job:
+    async def get(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
-        if job is None:
+        if job is not None:
+            return job.snapshot()
+        row = await self._datasets.run(
+            lambda: self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        )
+        if row is None:
             raise NotFound(f"training job {job_id[:64]!r} does not exist")
-        return job.snapshot()
+        return Job.from_json(row[0])
 
     async def watch(self, job_id: str) -> AsyncIterator[Job]:
-        """The job now, then on every change, until it ends."""
-        job = self.get(job_id)
+        """The job now, then on every change, until it ends. Another server's job is
+        read from the database every second."""
+        job = await self.get(job_id)
+        if job_id not in self._jobs:
+            yield job
+            while job.state not in FINISHED:
+                await asyncio.sleep(_FOREIGN_POLL_S)
+                latest = await self.get(job_id)
+                if latest != job:
+                    job = latest
+                    yield job
+            return
         queue: asyncio.Queue[Job] = asyncio.Queue()
         self._watchers.setdefault(job_id, []).append(queue)
         try:
@@ -224,6 +244,8 @@ class TrainingJobs:
                 )
         job = Job(uuid.uuid4().hex[:12], config)
         self._jobs[job.id] = job
+        # The lease first: a job row without one is free for any server to adopt.
+        await self._datasets.run(self._claim, job.id, None, None)
         await self._save(job)
         self._queue.put_nowait(job.id)
         log.info("training job %s queued: %s on %s", job.id, config.model, config.dataset)
@@ -232,7 +254,7 @@ class TrainingJobs:
     async def cancel(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
         if job is None:
-            raise NotFound(f"training job {job_id[:64]!r} does not exist")
+            return await self._cancel_elsewhere(job_id)
         if job.state == JobState.QUEUED:
             await self._finish(job, JobState.CANCELLED, "cancelled before it started")
         elif job.state == JobState.RUNNING:
@@ -241,6 +263,23 @@ class TrainingJobs:
             if process is not None and process.returncode is None:
                 process.terminate()
         return job.snapshot()
+
+    async def _cancel_elsewhere(self, job_id: str) -> Job:
+        """Ask the server that owns the job to cancel it (it reads the request when it
+        renews its leases), and wait a little for it to happen."""
+        job = await self.get(job_id)
+        if job.state in FINISHED:
+            return job
+        await self._datasets.run(
+            self._db.execute,
+            "INSERT INTO job_cancels (id) VALUES (?) ON CONFLICT DO NOTHING",
+            (job_id,),
+        )
+        deadline = time.monotonic() + 3 * self.HEARTBEAT_S
+        while job.state not in FINISHED and time.monotonic() < deadline:
+            await asyncio.sleep(_FOREIGN_POLL_S)
+            job = await self.get(job_id)
+        return job
 
     async def close(self) -> None:
         """Stop the trainers; their jobs are FAILED "interrupted"."""
@@ -432,10 +471,96 @@ class TrainingJobs:
     async def _finish(self, job: Job, state: JobState, reason: str) -> None:
         job.state, job.reason, job.ended = state, reason, time.time()
         log.info("training job %s %s%s", job.id, state, f": {reason}" if reason else "")
-        await self._changed(job)
+        # Saved finished, then the lease dropped (never a running job without a lease,
+        # which another server would adopt), and only then are watchers told.
+        await self._save(job)
+        await self._datasets.run(
+            self._db.execute,
+            "DELETE FROM job_leases WHERE id = ? AND owner = ?",
+            (job.id, self.owner),
+        )
+        self._notify(job)
+
+    # --- several servers on one database --------------------------------------------
+
+    #: A server renews the leases on its queued and running jobs this often; a lease not
+    #: renewed for LEASE_S belongs to a server that is gone, and another adopts the job.
+    HEARTBEAT_S = 5.0
+    LEASE_S = 30.0
+
+    def _claim(self, job_id: str, owner: str | None, heartbeat: float | None) -> bool:
+        """Take the lease on a job: a new one, or the one `owner` last renewed at
+        `heartbeat` (so of two servers adopting the same job, one wins)."""
+        now = time.time()
+        if owner is None:
+            cursor = self._db.execute(
+                "INSERT INTO job_leases (id, owner, heartbeat) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (job_id, self.owner, now),
+            )
+        else:
+            cursor = self._db.execute(
+                "UPDATE job_leases SET owner = ?, heartbeat = ? "
+                "WHERE id = ? AND owner = ? AND heartbeat = ?",
+                (self.owner, now, job_id, owner, heartbeat),
+            )
+        return cursor.rowcount == 1
+
+    async def _adopt_orphans(self) -> None:
+        """Take the unfinished jobs whose server is gone (or that have no lease, as
+        jobs saved before leases existed): RUNNING ones were interrupted, QUEUED ones
+        run here."""
+        rows = await self._datasets.run(
+            lambda: self._db.execute(
+                "SELECT j.record, l.owner, l.heartbeat FROM jobs j "
+                "LEFT JOIN job_leases l ON l.id = j.id ORDER BY j.created"
+            ).fetchall()
+        )
+        now = time.time()
+        for record, owner, heartbeat in rows:
+            job = Job.from_json(record)
+            if job.state in FINISHED or job.id in self._jobs:
+                continue
+            if owner is not None and not _owner_gone(owner, heartbeat, now, self.LEASE_S):
+                continue  # a live server has it
+            if not await self._datasets.run(self._claim, job.id, owner, heartbeat):
+                continue  # another server adopted it first
+            self._jobs[job.id] = job
+            if job.state == JobState.RUNNING:
+                await self._finish(job, JobState.FAILED, "interrupted: the server stopped")
+            else:
+                log.info("training job %s adopted from %s", job.id, owner or "an older server")
+                self._queue.put_nowait(job.id)
+
+    async def _maintain(self) -> None:
+        """Renew this server's leases, take up cancel requests made through other
+        servers, and adopt the jobs of servers that are gone."""
+        while True:
+            await asyncio.sleep(self.HEARTBEAT_S)
+            try:
+                await self._datasets.run(
+                    self._db.execute,
+                    "UPDATE job_leases SET heartbeat = ? WHERE owner = ?",
+                    (time.time(), self.owner),
+                )
+                rows = await self._datasets.run(
+                    lambda: self._db.execute("SELECT id FROM job_cancels").fetchall()
+                )
+                for (job_id,) in rows:
+                    if job_id in self._jobs:
+                        await self.cancel(job_id)
+                        await self._datasets.run(
+                            self._db.execute, "DELETE FROM job_cancels WHERE id = ?", (job_id,)
+                        )
+                await self._adopt_orphans()
+            except Exception:
+                log.exception("renewing the training job leases failed")
 
     async def _changed(self, job: Job) -> None:
         await self._save(job)
+        self._notify(job)
+
+    def _notify(self, job: Job) -> None:
         for queue in self._watchers.get(job.id, []):
             queue.put_nowait(job.snapshot())
 
@@ -446,6 +571,24 @@ class TrainingJobs:
             "DO UPDATE SET created = excluded.created, record = excluded.record",
             (job.id, job.created, job.to_json()),
         )
+
+
+def _owner_gone(owner: str, heartbeat: float, now: float, lease_s: float) -> bool:
+    """Whether the server holding a lease is gone: it stopped renewing it, or it ran on
+    this machine and its process has exited (a kill -9 need not wait out the lease)."""
+    if now - heartbeat >= lease_s:
+        return True
+    host, _, rest = owner.partition("/")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 async def _stop_trainer(process: asyncio.subprocess.Process) -> None:

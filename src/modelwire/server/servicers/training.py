@@ -136,10 +136,12 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     async def ListTrainingJobs(
         self, request: pb.ListTrainingJobsRequest, context: Context
     ) -> pb.ListTrainingJobsResponse:
-        return pb.ListTrainingJobsResponse(jobs=[job_message(j) for j in self._jobs.list_jobs()])
+        return pb.ListTrainingJobsResponse(
+            jobs=[job_message(j) for j in await self._jobs.list_jobs()]
+        )
 
     @grpc_errors
     async def GetTrainingJob(
         self, request: pb.GetTrainingJobRequest, context: Context
     ) -> pb.GetTrainingJobResponse:
-        return pb.GetTrainingJobResponse(job=job_message(self._jobs.get(request.id)))
+        return pb.GetTrainingJobResponse(job=job_message(await self._jobs.get(request.id)))
