@@ -51,6 +51,7 @@ bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	$(BIN)/python benchmarks/inference_throughput.py
 	$(BIN)/python benchmarks/grpc_vs_rest.py
 	$(BIN)/python benchmarks/data_and_training.py
+	$(BIN)/python benchmarks/workers.py
 
 train-default-model: $(VENV)/.dev-installed  ## retrain the shipped digits model
 	$(BIN)/python scripts/train_default_model.py

@@ -25,6 +25,7 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -68,7 +69,7 @@ def measure(
     rest_port = free_port()
     process, target = start(
         [
-            "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
+            sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
             "--rest-port", str(rest_port), "--workers", str(workers),
             "--model-repository", str(repository),
             "--data-dir", tempfile.mkdtemp(prefix="modelwire-bench-"),
