@@ -5,6 +5,8 @@ classify with it through the document's own ImageClassifier service."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +210,35 @@ def test_cancelling_a_two_worker_job_stops_every_worker(
     while trainer_processes() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not trainer_processes()
+
+
+def test_upload_is_sent_again_while_the_server_is_away(tmp_path: Path) -> None:
+    """`modelwire data upload` tries again (same idempotency key) when the server cannot
+    be reached, and finishes once it is back."""
+    data_dir = tmp_path / "data"
+    first = start_serve("--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir))
+    port = first.port
+    assert modelwire("data", "create", "later", "--target", first.target).returncode == 0
+    assert stop_serve(first) == 0
+    folder = training_folder(tmp_path / "digits")
+    files = len(list(folder.rglob("*.png")))
+    upload = subprocess.Popen(
+        [sys.executable, "-m", "modelwire", "data", "upload", "later", str(folder),
+         "--target", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert upload.stdout is not None
+    output = []
+    for line in upload.stdout:
+        output.append(line)
+        if "Sending again (2/3)" in line:
+            break
+    else:
+        raise AssertionError("".join(output))
+    back = start_serve("--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir))
+    try:
+        rest, _ = upload.communicate(timeout=120)
+        assert upload.returncode == 0, "".join(output) + rest
+        assert f"later: {files} accepted, 0 duplicates, 0 rejected" in rest
+    finally:
+        assert stop_serve(back) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +11,7 @@ from typing import Annotated
 import typer
 
 from modelwire.cli.common import TargetOption, connected, fail
+from modelwire.errors import Unavailable
 
 __all__ = ["IMAGE_SUFFIXES", "data_app", "image_folder"]
 
@@ -73,6 +76,10 @@ def remove(name: str, target: TargetOption = "localhost:50051") -> None:
     typer.echo(f"deleted {name}")
 
 
+#: Tries of an upload whose connection breaks (UNAVAILABLE), with the same key.
+UPLOAD_ATTEMPTS = 3
+
+
 @data_app.command("upload")
 def upload(
     dataset: str,
@@ -102,12 +109,27 @@ def upload(
         task = progress.add_task(f"uploading to {dataset}", total=len(files))
 
         def examples() -> Iterator[Example]:
+            progress.reset(task, total=len(files))
             for label, path in files:
                 yield Example(label, path, str(path.relative_to(folder)))
                 progress.advance(task)
 
+        # One key for every attempt: a resent upload stores nothing twice and answers
+        # as one upload would have.
+        key = uuid.uuid4().hex
         with connected(target) as client:
-            summary = client.upload_examples(dataset, examples())
+            for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+                try:
+                    summary = client.upload_examples(dataset, examples(), idempotency_key=key)
+                    break
+                except Unavailable as error:
+                    if attempt == UPLOAD_ATTEMPTS:
+                        raise
+                    progress.console.print(
+                        f"{error.message} Sending again ({attempt + 1}/{UPLOAD_ATTEMPTS}).",
+                        soft_wrap=True,
+                    )
+                    time.sleep(2 * attempt)
     typer.echo(
         f"{dataset}: {summary.accepted} accepted, {summary.duplicates} duplicates, "
         f"{len(summary.rejected)} rejected"

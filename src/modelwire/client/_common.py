@@ -100,9 +100,10 @@ class Example:
 
 
 def upload_requests(
-    dataset: str, examples: Iterable[Example]
+    dataset: str, examples: Iterable[Example], idempotency_key: str = ""
 ) -> Iterator[datasets_pb2.UploadExamplesRequest]:
-    """One message per example, read lazily; the first names the dataset."""
+    """One message per example, read lazily; the first names the dataset (and the
+    upload's idempotency key)."""
     for index, example in enumerate(examples):
         client_id = example.client_id
         if not client_id and not isinstance(example.image, bytes | bytearray | memoryview):
@@ -112,6 +113,7 @@ def upload_requests(
             label=example.label,
             image=read_image(example.image),
             client_id=client_id,
+            idempotency_key=idempotency_key if index == 0 else "",
         )
 
 

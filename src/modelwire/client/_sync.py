@@ -154,14 +154,15 @@ class Client:
         self._call(self._datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=name))
 
     def upload_examples(
-        self, dataset: str, examples: Iterable[Example]
+        self, dataset: str, examples: Iterable[Example], *, idempotency_key: str = ""
     ) -> datasets_pb2.UploadExamplesResponse:
         """Upload labelled images over one stream (no deadline: as long as it takes);
         the reply counts what was accepted, what the dataset held already, and each
-        refused example with its reason."""
+        refused example with its reason. Sending the same upload again with the same
+        `idempotency_key` (after a broken stream) answers as one upload would have."""
         try:
             reply: datasets_pb2.UploadExamplesResponse = self._datasets.UploadExamples(
-                upload_requests(dataset, examples)
+                upload_requests(dataset, examples, idempotency_key)
             )
         except grpc.RpcError as error:
             raise translate(error, self.target) from None

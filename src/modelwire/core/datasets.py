@@ -22,6 +22,7 @@ import os
 import tempfile
 import time
 import unicodedata
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ __all__ = [
     "Example",
     "Rejected",
     "UploadItem",
+    "UploadKey",
     "UploadSummary",
     "validate_label",
 ]
@@ -47,6 +49,9 @@ T = TypeVar("T")
 
 MAX_LABEL_CHARS = 128
 MAX_DESCRIPTION_CHARS = 4096
+MAX_KEY_CHARS = 128
+#: How long an upload's idempotency key is remembered.
+KEY_LIFETIME_S = 24 * 3600
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -64,6 +69,14 @@ CREATE TABLE IF NOT EXISTS examples (
     PRIMARY KEY (dataset, sha256)
 );
 CREATE INDEX IF NOT EXISTS examples_by_sha256 ON examples(sha256);
+CREATE TABLE IF NOT EXISTS upload_keys (
+    key TEXT NOT NULL,
+    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL,
+    attempt TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (key, dataset, sha256)
+);
 """
 
 
@@ -178,19 +191,34 @@ class DatasetStore:
         """Start a batch of `add` calls that `commit` makes durable at once."""
         self._db.begin_write()
 
-    def add(self, dataset: str, label: str, data: bytes) -> bool:
+    def add(self, dataset: str, label: str, data: bytes, key: UploadKey | None = None) -> bool:
         """Add one (already validated) image inside a batch; False if the dataset holds
-        this image already."""
+        this image already, unless an earlier attempt of the same keyed upload stored it
+        (then it counts as this upload's)."""
         digest = hashlib.sha256(data).hexdigest()
         path = self.blob_path(digest)
         if not path.exists():
             self._write_blob(path, data)
+        now = time.time()
         cursor = self._db.execute(
             "INSERT INTO examples (dataset, sha256, label, size, created) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (dataset, digest, label, len(data), time.time()),
+            (dataset, digest, label, len(data), now),
         )
-        return cursor.rowcount == 1
+        if key is None:
+            return cursor.rowcount == 1
+        if cursor.rowcount == 1:
+            self._db.execute(
+                "INSERT INTO upload_keys (key, dataset, sha256, attempt, created) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (key.key, dataset, digest, key.attempt, now),
+            )
+            return True
+        row = self._db.execute(
+            "SELECT attempt FROM upload_keys WHERE key = ? AND dataset = ? AND sha256 = ?",
+            (key.key, dataset, digest),
+        ).fetchone()
+        return row is not None and row[0] != key.attempt
 
     def commit(self, dataset: str) -> None:
         """Make the batch durable: the new files' folders first, then the rows."""
@@ -224,6 +252,9 @@ class DatasetStore:
         files only inside its own write transaction, so none is half-way through here."""
         self._db.begin_write(exclusive=True)
         try:
+            self._db.execute(
+                "DELETE FROM upload_keys WHERE created < ?", (time.time() - KEY_LIFETIME_S,)
+            )
             rows = self._db.execute("SELECT DISTINCT sha256 FROM examples").fetchall()
             used = {row[0] for row in rows}
             removed = 0
@@ -270,6 +301,24 @@ class UploadItem:
     label: str
     image: bytes
     client_id: str = ""
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class UploadKey:
+    """An upload's idempotency key, and which attempt (stream) of it this is."""
+
+    key: str
+    attempt: str
+
+
+def validate_key(key: str) -> str:
+    if len(key) > MAX_KEY_CHARS or not key.isprintable():
+        raise InvalidInput(
+            f"idempotency_key must be up to {MAX_KEY_CHARS} printable characters",
+            field="idempotency_key",
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -316,6 +365,7 @@ class Datasets:
         stream ends or breaks, so whatever was received whole is kept."""
         summary = UploadSummary()
         dataset = ""
+        key: UploadKey | None = None
         pending = 0
         last_commit = time.monotonic()
         index = -1
@@ -338,6 +388,8 @@ class Datasets:
                         )
                     dataset = item.dataset
                     await self.run(self.store.get, dataset)
+                    if item.idempotency_key:
+                        key = UploadKey(validate_key(item.idempotency_key), uuid.uuid4().hex)
                 elif item.dataset and item.dataset != dataset:
                     raise InvalidInput(
                         f"message {index} names dataset {item.dataset!r}, but this stream "
@@ -356,7 +408,7 @@ class Datasets:
                     continue
                 if pending == 0:
                     await self.run(self.store.begin)
-                if await self.run(self.store.add, dataset, item.label, item.image):
+                if await self.run(self.store.add, dataset, item.label, item.image, key):
                     summary.accepted += 1
                 else:
                     summary.duplicates += 1

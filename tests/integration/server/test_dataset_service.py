@@ -209,3 +209,49 @@ async def wait_for_kept(server: RunningServer, dataset: str) -> int:
         previous = count
         await asyncio.sleep(0.1)
     return previous
+
+
+async def keyed(
+    items: Iterable[tuple[str, bytes, str]], key: str, dataset: str = "keyed"
+) -> AsyncIterator[pb.UploadExamplesRequest]:
+    async for message in messages(items, dataset=dataset):
+        if message.dataset:
+            message.idempotency_key = key
+        yield message
+
+
+async def test_a_retried_upload_with_its_key_answers_as_one_upload(
+    start_server: ServerFactory, database_url: str | None
+) -> None:
+    server = await start_server(database_url=database_url)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.DatasetServiceStub(channel)
+        await stub.CreateDataset(pb.CreateDatasetRequest(name="keyed"))
+        old = ("0", digit_bytes(0), "old.png")
+        assert (await stub.UploadExamples(messages([old], dataset="keyed"))).accepted == 1
+        items = [old, *[(str(d), digit_bytes(d), f"{d}.png") for d in range(1, 6)]]
+        # The first attempt breaks after some examples were kept.
+        call = stub.UploadExamples()
+        async for message in keyed(items[:4], "upload-1"):
+            await call.write(message)
+        await asyncio.sleep(0.5)
+        call.cancel()
+        assert await wait_for_kept(server, "keyed") == 4
+        # Sent again with its key, it answers as one unbroken upload would have: the
+        # image stored before the key was first used is still a duplicate.
+        again = await stub.UploadExamples(keyed(items, "upload-1"))
+        assert (again.accepted, again.duplicates) == (5, 1)
+        assert (await server.datasets.run(server.datasets.store.get, "keyed")).examples == 6
+        # A third attempt answers the same; another key, or none, sees duplicates.
+        third = await stub.UploadExamples(keyed(items, "upload-1"))
+        assert (third.accepted, third.duplicates) == (5, 1)
+        other = await stub.UploadExamples(keyed(items, "upload-2"))
+        assert (other.accepted, other.duplicates) == (0, 6)
+        # Within one keyed upload, the same image twice is a duplicate.
+        twice = [("7", digit_bytes(7), "a.png"), ("7", digit_bytes(7), "b.png")]
+        repeated = await stub.UploadExamples(keyed(twice, "upload-3"))
+        assert (repeated.accepted, repeated.duplicates) == (1, 1)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.UploadExamples(keyed(items, "k" * 129))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "idempotency_key" in (refused.value.details() or "")

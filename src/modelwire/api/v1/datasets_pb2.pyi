@@ -81,16 +81,18 @@ class DeleteDatasetResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class UploadExamplesRequest(_message.Message):
-    __slots__ = ("dataset", "label", "image", "client_id")
+    __slots__ = ("dataset", "label", "image", "client_id", "idempotency_key")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     label: str
     image: bytes
     client_id: str
-    def __init__(self, dataset: _Optional[str] = ..., label: _Optional[str] = ..., image: _Optional[bytes] = ..., client_id: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, dataset: _Optional[str] = ..., label: _Optional[str] = ..., image: _Optional[bytes] = ..., client_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class RejectedExample(_message.Message):
     __slots__ = ("client_id", "index", "reason")

@@ -88,7 +88,13 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
     ) -> pb.UploadExamplesResponse:
         async def items() -> AsyncIterator[UploadItem]:
             async for message in request_iterator:
-                yield UploadItem(message.dataset, message.label, message.image, message.client_id)
+                yield UploadItem(
+                    message.dataset,
+                    message.label,
+                    message.image,
+                    message.client_id,
+                    message.idempotency_key,
+                )
 
         summary = await self._datasets.upload(
             items(),
