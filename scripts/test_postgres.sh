@@ -14,7 +14,8 @@ action=${1:?start or stop}
 dir=${2:?a directory for the server}
 
 as_owner() {
-    if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi
+    # From /: the postgres user may not be allowed into the caller's folder.
+    if [ "$(id -u)" = 0 ]; then (cd / && su postgres -s /bin/sh -c "$*"); else sh -c "$*"; fi
 }
 
 find_bin() {

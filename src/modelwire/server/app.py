@@ -190,6 +190,7 @@ async def build_server(
     try:
         datasets = Datasets(settings.data_dir, settings.database_url)
     except Exception as error:
+        await engine.close()
         if settings.database_url is None:
             raise
         raise OSError(f"cannot use the database at --database-url: {error}") from None

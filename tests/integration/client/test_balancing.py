@@ -16,6 +16,7 @@ from modelwire.errors import ModelwireError
 from modelwire.server.app import NOT_SERVING, RunningServer
 from tests.conftest import ServerFactory, start_serve, stop_serve
 from tests.images import digit_bytes
+from tests.waiting import wait_until
 
 
 def served(server: RunningServer) -> int:
@@ -90,4 +91,42 @@ def test_killing_a_replica_under_load_fails_no_call(tmp_path: Path) -> None:
             caller.join(timeout=30)
         for replica in replicas:
             stop_serve(replica)
+    assert failures == []
+
+
+async def test_killing_a_replica_under_async_load_fails_no_call(tmp_path: Path) -> None:
+    """The same with the asyncio client: 16 calls in flight over three replicas, one
+    killed with SIGKILL; every call still answers (retried on another replica)."""
+    replicas = [
+        await asyncio.to_thread(
+            start_serve, "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / str(i))
+        )
+        for i in range(3)
+    ]
+    failures: list[str] = []
+    answered = 0
+    stop = asyncio.Event()
+    image = digit_bytes(2)
+    try:
+        async with AsyncClient([r.target for r in replicas], timeout=10) as client:
+
+            async def caller() -> None:
+                nonlocal answered
+                while not stop.is_set():
+                    try:
+                        await client.classify(image)
+                        answered += 1
+                    except ModelwireError as error:
+                        failures.append(f"{error.status}: {error.message}")
+
+            callers = [asyncio.create_task(caller()) for _ in range(16)]
+            await wait_until(lambda: answered >= 200, timeout=60)
+            replicas[0].process.kill()  # kill -9, mid-load
+            killed_at = answered
+            await wait_until(lambda: answered >= killed_at + 400, timeout=60)
+            stop.set()
+            await asyncio.gather(*callers)
+    finally:
+        for replica in replicas:
+            await asyncio.to_thread(stop_serve, replica)
     assert failures == []
