@@ -34,6 +34,7 @@ from modelwire.core.datasets import Datasets
 from modelwire.core.images import DecodeLimits
 from modelwire.core.inference import InferenceEngine, TimingHook
 from modelwire.core.repository import DEFAULT_REPOSITORY
+from modelwire.core.tokens import TokenStore
 from modelwire.core.training.jobs import TrainingJobs
 from modelwire.errors import InvalidInput
 from modelwire.metrics import ServerMetrics
@@ -237,41 +238,7 @@ async def build_server(
             closers.append(peers.close)
         running.port, running.addresses = _bind(server, settings.hosts, settings.port, credentials)
         await server.start()
-        if settings.health_port is not None:
-            running.health_server = grpc.aio.server(
-                options=[("grpc.so_reuseport", 1 if worker is not None else 0)]
-            )
-            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, running.health_server)
-            _, running.health_addresses = _bind(
-                running.health_server, settings.hosts, settings.health_port, None
-            )
-            await running.health_server.start()
-        tls = rest_tls_options(settings)
-        if settings.rest_port:
-            app = build_rest_app(
-                engine,
-                max_body_bytes=settings.max_message_bytes,
-                tokens=tokens,
-                metrics=metrics if settings.metrics_port is None else None,
-                refresh=refresh,
-            )
-            running.rest = await RestServer.start(
-                app,
-                settings.hosts,
-                settings.rest_port,
-                settings.grace_period_s,
-                tls,
-                reuse_port=worker is not None,
-            )
-        if settings.metrics_port is not None:
-            running.metrics_server = await RestServer.start(
-                build_metrics_app(metrics, refresh),
-                settings.hosts,
-                settings.metrics_port,
-                settings.grace_period_s,
-                tls,
-                reuse_port=worker is not None,
-            )
+        await _start_side_servers(running, settings, tokens, metrics, refresh, worker)
     except BaseException:
         await running.stop(None)
         raise
@@ -284,6 +251,58 @@ async def build_server(
         running.background.append(
             asyncio.create_task(engine.models.poll_forever(settings.poll_repository_s))
         )
+    _log_started(running, settings, tokens, worker)
+    return running
+
+
+async def _start_side_servers(
+    running: RunningServer,
+    settings: Settings,
+    tokens: TokenStore | None,
+    metrics: ServerMetrics,
+    refresh: Callable[[], Awaitable[None]],
+    worker: WorkerRole | None,
+) -> None:
+    """The plaintext health port, the REST gateway and the metrics port, as configured."""
+    reuse_port = worker is not None
+    if settings.health_port is not None:
+        running.health_server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
+        health_pb2_grpc.add_HealthServicer_to_server(running.health, running.health_server)
+        _, running.health_addresses = _bind(
+            running.health_server, settings.hosts, settings.health_port, None
+        )
+        await running.health_server.start()
+    tls = rest_tls_options(settings)
+    if settings.rest_port:
+        app = build_rest_app(
+            running.engine,
+            max_body_bytes=settings.max_message_bytes,
+            tokens=tokens,
+            metrics=metrics if settings.metrics_port is None else None,
+            refresh=refresh,
+        )
+        running.rest = await RestServer.start(
+            app,
+            settings.hosts,
+            settings.rest_port,
+            settings.grace_period_s,
+            tls,
+            reuse_port=reuse_port,
+        )
+    if settings.metrics_port is not None:
+        running.metrics_server = await RestServer.start(
+            build_metrics_app(metrics, refresh),
+            settings.hosts,
+            settings.metrics_port,
+            settings.grace_period_s,
+            tls,
+            reuse_port=reuse_port,
+        )
+
+
+def _log_started(
+    running: RunningServer, settings: Settings, tokens: TokenStore | None, worker: WorkerRole | None
+) -> None:
     scheme = "https" if settings.tls else "http"
     if running.rest is not None:
         log.info(
@@ -297,19 +316,19 @@ async def build_server(
             "metrics on %s",
             ", ".join(f"{scheme}://{a}/metrics" for a in running.metrics_server.addresses),
         )
+    models = ", ".join(running.engine.models.names()) or "(none)"
     if worker is not None:
-        log.info("ready: model(s) %s", ", ".join(engine.models.names()))
-        return running
+        log.info("ready: model(s) %s", models)  # the supervisor says where, once
+        return
     log.info(
         "modelwire serving model(s) %s on %s%s%s",
-        ", ".join(engine.models.names()) or "(none)",
+        models,
         ", ".join(running.addresses),
         " (TLS" + (", client certificates required)" if settings.tls_client_ca else ")")
         if settings.tls
         else "",
         f" ({len(tokens)} token(s))" if tokens is not None else "",
     )
-    return running
 
 
 def _add_services(
