@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +203,14 @@ def test_worker_count_setting() -> None:
     for bad in ("0", "65", "many"):
         with pytest.raises(ValueError, match="workers"):
             load_settings(workers=bad)
+
+
+def test_a_worker_that_cannot_start_stops_them_all(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
+         "--rest-port", "0", "--workers", "2", "--data-dir", str(tmp_path),
+         "--model-repository", str(tmp_path / "missing")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"error: model repository {tmp_path / 'missing'} is not a folder" in result.stderr
