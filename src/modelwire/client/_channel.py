@@ -16,6 +16,8 @@ from typing import Any
 
 import grpc
 
+from modelwire.client._pool import OWN_CONNECTION, PooledAioChannel, PooledChannel
+
 __all__ = ["Connection"]
 
 #: Calls that change nothing on the server: retried on another replica when one is
@@ -112,12 +114,16 @@ class Connection:
     #: Balance over replicas (round_robin, health checking, retries); None: when
     #: several targets are given. Set it for a DNS name that resolves to many.
     balance: bool | None = None
+    #: Connections (per address) the calls are spread over, one after the other: a
+    #: server with `--workers N` gives each connection to one of its workers.
+    connections: int = 1
 
     @property
     def options(self) -> list[tuple[str, Any]]:
         several = not isinstance(self.target, str) or "," in self.target
         balance = several if self.balance is None else self.balance
-        return CHANNEL_OPTIONS + (BALANCING_OPTIONS if balance else [])
+        own = [OWN_CONNECTION] if self.connections > 1 else []
+        return CHANNEL_OPTIONS + (BALANCING_OPTIONS if balance else []) + own
 
     @property
     def secure(self) -> bool:
@@ -136,6 +142,13 @@ class Connection:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
     def channel(self) -> grpc.Channel:
+        if self.connections < 1:
+            raise ValueError("connections must be at least 1")
+        if self.connections > 1:
+            return PooledChannel([self._one_channel() for _ in range(self.connections)])
+        return self._one_channel()
+
+    def _one_channel(self) -> grpc.Channel:
         if self.secure:
             channel = grpc.secure_channel(
                 channel_target(self.target), self._credentials(), self.options
@@ -147,6 +160,13 @@ class Connection:
         return channel
 
     def aio_channel(self) -> grpc.aio.Channel:
+        if self.connections < 1:
+            raise ValueError("connections must be at least 1")
+        if self.connections > 1:
+            return PooledAioChannel([self._one_aio_channel() for _ in range(self.connections)])
+        return self._one_aio_channel()
+
+    def _one_aio_channel(self) -> grpc.aio.Channel:
         metadata = self.metadata()
         interceptors = [
             _AioUnaryUnary(metadata),

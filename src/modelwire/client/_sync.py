@@ -47,6 +47,7 @@ class Client:
         token: str | None = None,
         tls: bool = False,
         balance: bool | None = None,
+        connections: int = 1,
     ) -> None:
         """`target` is one HOST:PORT, or several addresses (a list, or comma-separated):
         then calls are balanced round-robin over the healthy ones, and calls safe to
@@ -54,10 +55,12 @@ class Client:
         DNS name that resolves to many replicas.
         `ca` (trusted roots; None: the system's), `cert` and `key` (a client
         certificate, for mutual TLS) are PEM files or bytes, and any of them turns TLS
-        on, as does `tls`; `token` is sent as `authorization: Bearer <token>`."""
+        on, as does `tls`; `token` is sent as `authorization: Bearer <token>`.
+        `connections` > 1 spreads the calls over that many connections (per address),
+        so one client reaches every worker of a server started with `--workers`."""
         self.target = target if isinstance(target, str) else ",".join(target)
         self.timeout = timeout
-        connection = Connection(target, ca, cert, key, token, tls, balance)
+        connection = Connection(target, ca, cert, key, token, tls, balance, connections)
         self._channel = connection.channel()
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)

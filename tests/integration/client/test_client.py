@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
 
-from modelwire.client import AsyncClient, ClassificationResult, Client
-from modelwire.errors import InvalidInput, NotFound, Overloaded, Unavailable
+from modelwire.client import AsyncClient, ClassificationResult, Client, Example
+from modelwire.errors import InvalidInput, ModelwireError, NotFound, Overloaded, Unavailable
 from modelwire.server.app import RunningServer
 from tests.conftest import ServeProcess
 from tests.images import digit_bytes
@@ -95,3 +96,18 @@ async def test_async_client_streams_and_lists(server: RunningServer) -> None:
     assert [getattr(o, "label", None) for o in outcomes] == ["8", None, "9"]
     assert isinstance(outcomes[1], InvalidInput)
     assert [m.name for m in models] == ["digits"]
+
+
+def test_several_connections_carry_every_kind_of_call(serve_process: ServeProcess) -> None:
+    with Client(serve_process.target, connections=3) as client:
+        assert [client.classify(digit_bytes(d)).label for d in range(6)] == list("012345")
+        outcomes = list(client.classify_stream([digit_bytes(d) for d in range(4)]))
+        assert [o.label for o in outcomes if not isinstance(o, ModelwireError)] == list("0123")
+        assert client.health() == "SERVING"
+        name = f"pooled-{uuid.uuid4().hex[:6]}"
+        client.create_dataset(name)
+        summary = client.upload_examples(name, [Example("1", digit_bytes(1))])
+        assert summary.accepted == 1
+        client.delete_dataset(name)
+    with pytest.raises(ValueError, match="connections"):
+        Client(serve_process.target, connections=0)

@@ -7,6 +7,7 @@ killed with SIGKILL is replaced; SIGTERM drains and stops them all.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -24,12 +25,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 from modelwire.api.v1 import models_pb2, models_pb2_grpc, training_pb2, training_pb2_grpc
-from modelwire.client import Client, Example
+from modelwire.client import AsyncClient, Client, Example
 from modelwire.server.supervisor import check_reuse_port
 from modelwire.settings import load_settings
 from tests.conftest import ServeProcess, free_port, start_serve, stop_serve
 from tests.images import digit_bytes, digit_picture, encode, heldout_digits
 from tests.integration.server.test_operations import samples
+from tests.waiting import wait_until
 
 #: Connections opened per check: each lands on one worker; 16 miss one of two workers
 #: with probability 2 / 2**16.
@@ -99,11 +101,11 @@ def scrape(serve: ServeProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]],
     return samples(reply.text)
 
 
-def served_by(serve: ServeProcess, method: str) -> set[str]:
-    """Which workers logged an access line for `method`."""
+def served_by(serve: ServeProcess, method: str, since: int = 0) -> set[str]:
+    """Which workers logged an access line for `method` (from log line `since` on)."""
     return {
         line.split("[worker ", 1)[1].split("]", 1)[0]
-        for line in list(serve.log)
+        for line in list(serve.log)[since:]
         if "[worker " in line and method in line
     }
 
@@ -123,6 +125,22 @@ def test_connections_spread_and_metrics_add_up(workers: ServeProcess) -> None:
         with channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_one_client_reaches_every_worker_over_several_connections(
+    workers: ServeProcess,
+) -> None:
+    since = len(workers.log)
+    with Client(workers.target, connections=CONNECTIONS) as client:
+        for _ in range(2 * CONNECTIONS):
+            assert (await asyncio.to_thread(client.classify, digit_bytes(5))).label == "5"
+    await wait_until(lambda: len(served_by(workers, "InferenceService/Classify", since)) == 2)
+    since = len(workers.log)
+    async with AsyncClient(workers.target, connections=CONNECTIONS) as aio:
+        answers = await asyncio.gather(*(aio.classify(digit_bytes(6)) for _ in range(32)))
+        assert {answer.label for answer in answers} == {"6"}
+        assert [m.name for m in await aio.list_models()] == ["digits"]
+    await wait_until(lambda: len(served_by(workers, "InferenceService/Classify", since)) == 2)
 
 
 def test_unload_and_load_reach_every_worker(workers: ServeProcess) -> None:
