@@ -168,7 +168,7 @@ def train(spec: TrainerSpec) -> None:
             scale = weight * world.size / len(batch)
             (loss * scale).backward()  # type: ignore[no-untyped-call]
             optimiser.step()
-            total += float(loss) * weight
+            total += loss.item() * weight
         total = world.total(total)
         schedule.step()
         if world.leader:
