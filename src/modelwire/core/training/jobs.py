@@ -538,11 +538,12 @@ class TrainingJobs:
         while True:
             await asyncio.sleep(self.HEARTBEAT_S)
             try:
-                await self._datasets.run(
-                    self._db.execute,
-                    "UPDATE job_leases SET heartbeat = ? WHERE owner = ?",
-                    (time.time(), self.owner),
-                )
+                if any(job.state not in FINISHED for job in self._jobs.values()):
+                    await self._datasets.run(
+                        self._db.execute,
+                        "UPDATE job_leases SET heartbeat = ? WHERE owner = ?",
+                        (time.time(), self.owner),
+                    )
                 rows = await self._datasets.run(
                     lambda: self._db.execute("SELECT id FROM job_cancels").fetchall()
                 )
