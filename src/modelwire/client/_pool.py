@@ -42,36 +42,6 @@ class _InTurn(
         return self._next().future(*args, **kwargs)
 
 
-class PooledChannel(grpc.Channel):
-    def __init__(self, channels: Sequence[grpc.Channel]) -> None:
-        self._channels = list(channels)
-
-    def _in_turn(self, make: Callable[[grpc.Channel], Any]) -> Any:
-        return _InTurn([make(channel) for channel in self._channels])
-
-    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._in_turn(lambda channel: channel.unary_unary(method, *args, **kwargs))
-
-    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._in_turn(lambda channel: channel.unary_stream(method, *args, **kwargs))
-
-    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._in_turn(lambda channel: channel.stream_unary(method, *args, **kwargs))
-
-    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._in_turn(lambda channel: channel.stream_stream(method, *args, **kwargs))
-
-    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
-        self._channels[0].subscribe(callback, try_to_connect)
-
-    def unsubscribe(self, callback: Any) -> None:
-        self._channels[0].unsubscribe(callback)
-
-    def close(self) -> None:
-        for channel in self._channels:
-            channel.close()
-
-
 class _AioInTurn(
     grpc.aio.UnaryUnaryMultiCallable,  # type: ignore[type-arg]
     grpc.aio.UnaryStreamMultiCallable,  # type: ignore[type-arg]
@@ -85,12 +55,14 @@ class _AioInTurn(
         return self._next()(*args, **kwargs)
 
 
-class PooledAioChannel(grpc.aio.Channel):
-    def __init__(self, channels: Sequence[grpc.aio.Channel]) -> None:
-        self._channels = list(channels)
+class _Methods:
+    """The four kinds of method, for a blocking or an asyncio pool of channels."""
 
-    def _in_turn(self, make: Callable[[grpc.aio.Channel], Any]) -> Any:
-        return _AioInTurn([make(channel) for channel in self._channels])
+    _channels: list[Any]
+    _wrapper: type[_InTurn | _AioInTurn]
+
+    def _in_turn(self, make: Callable[[Any], Any]) -> Any:
+        return self._wrapper([make(channel) for channel in self._channels])
 
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return self._in_turn(lambda channel: channel.unary_unary(method, *args, **kwargs))
@@ -104,8 +76,33 @@ class PooledAioChannel(grpc.aio.Channel):
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return self._in_turn(lambda channel: channel.stream_stream(method, *args, **kwargs))
 
+
+class PooledChannel(_Methods, grpc.Channel):
+    _wrapper = _InTurn
+
+    def __init__(self, channels: Sequence[grpc.Channel]) -> None:
+        self._channels = list(channels)
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        self._channels[0].subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Any) -> None:
+        self._channels[0].unsubscribe(callback)
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+
+class PooledAioChannel(_Methods, grpc.aio.Channel):
+    _wrapper = _AioInTurn
+
+    def __init__(self, channels: Sequence[grpc.aio.Channel]) -> None:
+        self._channels = list(channels)
+
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
-        return self._channels[0].get_state(try_to_connect)
+        state: grpc.ChannelConnectivity = self._channels[0].get_state(try_to_connect)
+        return state
 
     async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
         await self._channels[0].wait_for_state_change(last_observed_state)
