@@ -189,10 +189,13 @@ class TrainingJobs:
     async def list_jobs(self) -> list[Job]:
         """Every job in the database, newest first: this server's as it knows them,
         the others' as their servers last saved them."""
-        rows = await self._datasets.run(
-            lambda: self._db.execute("SELECT record FROM jobs").fetchall()
+        stored = await self._datasets.run(
+            lambda: [
+                Job.from_json(record)
+                for (record,) in self._db.execute("SELECT record FROM jobs").fetchall()
+            ]
         )
-        found = {job.id: job for job in (Job.from_json(record) for (record,) in rows)}
+        found = {job.id: job for job in stored}
         found.update({job_id: job.snapshot() for job_id, job in self._jobs.items()})
         return sorted(found.values(), key=lambda job: job.created, reverse=True)
 
@@ -511,14 +514,16 @@ class TrainingJobs:
         jobs saved before leases existed): RUNNING ones were interrupted, QUEUED ones
         run here."""
         rows = await self._datasets.run(
-            lambda: self._db.execute(
-                "SELECT j.record, l.owner, l.heartbeat FROM jobs j "
-                "LEFT JOIN job_leases l ON l.id = j.id ORDER BY j.created"
-            ).fetchall()
+            lambda: [
+                (Job.from_json(record), owner, heartbeat)
+                for record, owner, heartbeat in self._db.execute(
+                    "SELECT j.record, l.owner, l.heartbeat FROM jobs j "
+                    "LEFT JOIN job_leases l ON l.id = j.id ORDER BY j.created"
+                ).fetchall()
+            ]
         )
         now = time.time()
-        for record, owner, heartbeat in rows:
-            job = Job.from_json(record)
+        for job, owner, heartbeat in rows:
             if job.state in FINISHED or job.id in self._jobs:
                 continue
             if owner is not None and not _owner_gone(owner, heartbeat, now, self.LEASE_S):
