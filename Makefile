@@ -21,9 +21,11 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,train,bench]'
 	touch $@ $(VENV)/.serve-installed
 
-# buf and the Node.js example's libraries, where npm exists (CI has it).
+# buf and the Node.js example's libraries, where npm exists. Under CI=true a missing npm
+# fails the run (.ci/run installs it); elsewhere buf lint and the Node.js test are skipped.
 node_modules/.installed: package.json package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --silent && touch $@; \
+	elif [ "$$CI" = true ]; then echo "CI needs npm (Node.js) for buf lint and the Node.js client test" >&2; exit 1; \
 	else echo "npm not found: buf lint and the Node.js client test are skipped"; fi
 
 serve: $(VENV)/.serve-installed  ## serve the default model on localhost:50051
@@ -35,6 +37,7 @@ lint: $(VENV)/.dev-installed node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@if [ -x node_modules/.bin/buf ]; then node_modules/.bin/buf lint && echo "buf lint: ok"; \
+	elif [ "$$CI" = true ]; then echo "CI needs buf (npm ci installs it)" >&2; exit 1; \
 	else echo "buf lint skipped: npm not found"; fi
 
 typecheck: $(VENV)/.dev-installed

@@ -95,7 +95,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="modelwire-bench-data-"))
     server, target = start(
         [sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
-         "--rest-port", "0", "--data-dir", str(data_dir)]
+         "--rest-port", "off", "--data-dir", str(data_dir)]
     )  # fmt: skip
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "

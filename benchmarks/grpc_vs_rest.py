@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from processes import cpu_seconds, free_port, load, start, stop
+from processes import cpu_seconds, load, start_with_rest, stop
 
 from modelwire.core.images import decode, preprocess
 from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
@@ -63,8 +63,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelwire-bench-"))
     tensor_file = work / "digit.npy"
     np.save(tensor_file, digits_tensor())
-    rest_port = free_port()
-    server, grpc_target = start(
+    server, grpc_target, rest_target = start_with_rest(
         [
             sys.executable,
             "-m",
@@ -75,10 +74,9 @@ def main() -> None:
             "--port",
             "0",
             "--rest-port",
-            str(rest_port),
+            "0",
         ]
     )
-    rest_target = f"127.0.0.1:{rest_port}"
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     try:
         for _ in range(args.repeat):

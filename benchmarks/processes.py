@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -14,10 +13,28 @@ from pathlib import Path
 from typing import Any
 
 LISTENING = re.compile(r"(?:serving .*|echo listening) on 127\.0\.0\.1:(\d+)")
+REST_LISTENING = re.compile(r"REST gateway on http://127\.0\.0\.1:(\d+)")
 
 
 def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
     """Run a server command and return it with its HOST:PORT, read from its log line."""
+    process, target, _ = start_with_log(command)
+    return process, target
+
+
+def start_with_rest(command: list[str]) -> tuple[subprocess.Popen[str], str, str]:
+    """Run `modelwire serve ... --rest-port 0`: the process, its gRPC and REST HOST:PORT."""
+    process, target, lines = start_with_log(command)
+    for line in lines:
+        if match := REST_LISTENING.search(line):
+            return process, target, f"127.0.0.1:{match.group(1)}"
+    stop(process)
+    raise RuntimeError(f"{command} logged no REST port")
+
+
+def start_with_log(command: list[str]) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """Run a server command: the process, its HOST:PORT and the lines it logged first."""
+    lines: list[str] = []
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -27,19 +44,12 @@ def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
     )
     assert process.stdout is not None
     for line in process.stdout:
+        lines.append(line)
         if match := LISTENING.search(line):
             # Keep reading (the server logs every call): a full pipe would block it.
             threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, f"127.0.0.1:{match.group(1)}"
+            return process, f"127.0.0.1:{match.group(1)}", lines
     raise RuntimeError(f"{command} did not start")
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the REST port, where 0 means "no REST")."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:

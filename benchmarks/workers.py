@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 from inference_throughput import digit_png, photo_jpeg
-from processes import cpu_seconds, free_port, load, start, stop
+from processes import cpu_seconds, load, start_with_rest, stop
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelwire.api.v1 import inference_pb2 as pb
@@ -66,11 +66,10 @@ def build_repository(root: Path) -> None:
 def measure(
     repository: Path, workers: int, model: str, image: Path, duration: float, repeat: int
 ) -> dict[str, Any]:
-    rest_port = free_port()
-    process, target = start(
+    process, target, rest_target = start_with_rest(
         [
             sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--rest-port", str(rest_port), "--workers", str(workers),
+            "--rest-port", "0", "--workers", str(workers),
             "--model-repository", str(repository),
             "--data-dir", tempfile.mkdtemp(prefix="modelwire-bench-"),
         ]
@@ -87,7 +86,7 @@ def measure(
         if shutil.which("h2load"):
             rates = sorted(h2load_rate(target, model, image, duration) for _ in range(repeat))
             result["h2load"] = {"throughput_per_s": rates[len(rates) // 2], "runs": rates}
-        result["failed_calls"] = failed_calls(rest_port)
+        result["failed_calls"] = failed_calls(rest_target)
         return result
     finally:
         stop(process)
@@ -115,11 +114,11 @@ def h2load_rate(target: str, model: str, image: Path, duration: float) -> float:
     return float(match.group(1))
 
 
-def failed_calls(rest_port: int) -> int:
+def failed_calls(rest_target: str) -> int:
     """Classify calls that failed, from the server's own metrics (h2load sees HTTP 200
     even for a gRPC error). CANCELLED is the client leaving: h2load resets the calls in
     flight when its time is up."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/metrics").read().decode()
+    text = urllib.request.urlopen(f"http://{rest_target}/metrics").read().decode()
     return int(
         sum(
             sample.value

@@ -24,8 +24,16 @@ import pytest
 
 from modelwire.server.app import RunningServer, build_server
 from modelwire.settings import load_settings
+from tests import processes
+from tests.requirements import missing
 
 _LISTENING = re.compile(r"serving .* on 127\.0\.0\.1:(\d+)")
+#: The side servers' start lines: which port each took.
+_SIDE_PORTS = {
+    "rest": re.compile(r"REST gateway on https?://127\.0\.0\.1:(\d+)"),
+    "health": re.compile(r"gRPC health \(plaintext\) on 127\.0\.0\.1:(\d+)"),
+    "metrics": re.compile(r"metrics on (?:https?://)?127\.0\.0\.1:(\d+)"),
+}
 
 
 @pytest.fixture
@@ -36,7 +44,7 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runn
         load_settings(
             hosts=["127.0.0.1"],
             port=0,
-            rest_port=0,
+            rest_port="off",
             threads=2,
             data_dir=tmp_path_factory.mktemp("data"),
         )
@@ -58,7 +66,7 @@ async def start_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         options: dict[str, Any] = {
             "hosts": ["127.0.0.1"],
             "port": 0,
-            "rest_port": 0,
+            "rest_port": "off",
             "threads": 2,
             "data_dir": tmp_path_factory.mktemp("data"),
         }
@@ -91,16 +99,23 @@ class ServeProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def side_port(self, name: str) -> int:
+        """The port the "rest", "health" or "metrics" server took (asked for port 0)."""
+        for line in self.log:
+            if match := _SIDE_PORTS[name].search(line):
+                return int(match.group(1))
+        raise AssertionError(f"modelwire serve logged no {name} port:\n" + "".join(self.log))
+
 
 def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
     """Run `modelwire serve ARGS` and wait for its "serving ... on" log line. Without
     --rest-port among ARGS, the server has no REST gateway; without --data-dir, a fresh
     data directory."""
     if "--rest-port" not in args:
-        args = (*args, "--rest-port", "0")
+        args = (*args, "--rest-port", "off")
     if "--data-dir" not in args:
         args = (*args, "--data-dir", tempfile.mkdtemp(prefix="modelwire-data-"))
-    process = subprocess.Popen(
+    process = processes.popen(
         [sys.executable, "-m", "modelwire", "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -135,12 +150,19 @@ def _drain(process: subprocess.Popen[str], log: list[str]) -> None:
     process.stdout.close()
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for servers where 0 does not mean "any")."""
+def unused_port() -> int:
+    """A TCP port that nothing listens on right now, for calls that must find no server
+    (never for starting one: bind port 0 and read the port back instead)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def rest_url(server: RunningServer, scheme: str = "http") -> str:
+    """The base URL of an in-process server's REST gateway (started with rest_port=0)."""
+    assert server.rest is not None, "the server was started without REST"
+    return f"{scheme}://127.0.0.1:{server.rest.port}"
 
 
 def stop_serve(serve: ServeProcess) -> int:
@@ -179,17 +201,9 @@ class RestServeProcess:
 @pytest.fixture(scope="session")
 def rest_serve_process() -> Iterator[RestServeProcess]:
     """One `modelwire serve --rest-port` subprocess for the tests that talk HTTP to it."""
-    for attempt in range(3):
-        port = free_port()
-        try:
-            serve = start_serve("--host", "127.0.0.1", "--port", "0", "--rest-port", str(port))
-        except AssertionError:
-            if attempt == 2:
-                raise
-            continue  # the port was taken between probing and binding
-        yield RestServeProcess(serve, port)
-        assert stop_serve(serve) == 0
-        return
+    serve = start_serve("--host", "127.0.0.1", "--port", "0", "--rest-port", "0")
+    yield RestServeProcess(serve, serve.side_port("rest"))
+    assert stop_serve(serve) == 0
 
 
 @pytest.fixture
@@ -207,9 +221,9 @@ def fresh_postgres_database() -> Iterator[str]:
     """A new, empty database on the test PostgreSQL server, dropped afterwards; skips
     the test (saying why) where there is no server."""
     if not TEST_DATABASE_URL:
-        pytest.skip(
-            "PostgreSQL half skipped: MODELWIRE_TEST_DATABASE_URL is not set "
-            "(scripts/test_postgres.sh starts a server; .ci/run does)"
+        missing(
+            "a PostgreSQL server in MODELWIRE_TEST_DATABASE_URL "
+            "(scripts/test_postgres.sh starts one; .ci/run does)"
         )
     import psycopg
 

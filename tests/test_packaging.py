@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import modelwire.client
 import modelwire.errors
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_ships_protos_default_model_and_types(tmp_path: Path) -> None:
-    subprocess.run(
+    processes.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
         cwd=ROOT,
         check=True,
@@ -56,9 +56,7 @@ def test_sdk_does_not_import_the_runtime() -> None:
         "if m in sys.modules]; "
         "print(bad)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = processes.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
 
@@ -67,7 +65,7 @@ def test_serving_does_not_import_pytorch() -> None:
         "import sys, modelwire.server.app, modelwire.cli.main; "
         "print([m for m in ('torch', 'onnx', 'sklearn') if m in sys.modules])"
     )
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,12 +37,13 @@ class Settings(BaseSettings):
         "serves other machines. ::1 is skipped where the machine has no IPv6.",
     )
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
-    rest_port: int = Field(
+    rest_port: int | None = Field(
         8080,
         ge=0,
         le=65535,
         description="Port of the REST gateway (Open Inference Protocol REST, image "
-        "classify, API docs at /docs) on the same hosts; 0: no REST.",
+        "classify, API docs at /docs) on the same hosts; 0 picks a free one; 'off': no "
+        "REST.",
     )
     threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
@@ -190,6 +191,13 @@ class Settings(BaseSettings):
         description="Server processes sharing the ports (SO_REUSEPORT), each with its own "
         "engine, under one supervisor; 'auto': one per CPU.",
     )
+
+    @field_validator("rest_port", mode="before")
+    @classmethod
+    def _rest_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("off", "none"):
+            return None
+        return value
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:

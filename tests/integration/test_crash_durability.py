@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from modelwire.client import Client, Example
 from modelwire.errors import ModelwireError
 from tests.conftest import ServeProcess, start_serve, stop_serve
+from tests.requirements import need_module
 
 
 def noise_png(seed: int) -> bytes:
@@ -94,7 +94,7 @@ def trainer_processes(data: Path) -> list[int]:
 
 
 def test_kill_during_training_fails_the_job_on_restart(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
+    need_module("torch", 'PyTorch (pip install -e ".[train]")')
     from modelwire.api.v1 import training_pb2 as pb
 
     data = tmp_path / "data"

@@ -8,24 +8,24 @@ another program holds it.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from tests import processes
 from tests.conftest import start_serve, stop_serve
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "document_client"
 
 
 def test_document_client_runs_unmodified(tmp_path: Path) -> None:
-    protos = subprocess.run(
+    protos = processes.run(
         [sys.executable, "-m", "modelwire", "protos"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
     # The stub generation step, as the README gives it.
-    subprocess.run(
+    processes.run(
         [
             sys.executable,
             "-m",
@@ -44,7 +44,7 @@ def test_document_client_runs_unmodified(tmp_path: Path) -> None:
 
     serve = start_serve("--port", "50051")
     try:
-        result = subprocess.run(
+        result = processes.run(
             [sys.executable, "client.py"],
             cwd=tmp_path,
             capture_output=True,

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 
 from modelwire.core.training.spec import JobConfig, TrainerSpec, input_config
+from tests import processes
 from tests.images import digit_picture, encode, heldout_digits
+from tests.requirements import need_module
 
-pytest.importorskip("torch")
+need_module("torch", 'PyTorch (pip install -e ".[train]")')
 
 
 def write_spec(root: Path, epochs: int) -> Path:
@@ -62,7 +63,7 @@ def test_two_nodes_meet_at_a_rendezvous_endpoint_and_train(tmp_path: Path) -> No
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     nodes = [
-        subprocess.Popen(
+        processes.popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
         )
         for _ in range(2)

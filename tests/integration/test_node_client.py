@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests import processes
 from tests.conftest import ServeProcess
+from tests.requirements import missing, need_program
 
 ROOT = Path(__file__).resolve().parents[2]
-needs_node = pytest.mark.skipif(
-    shutil.which("node") is None or not (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(),
-    reason="node or the npm packages are missing (make lint installs them where npm exists)",
-)
+
+
+@pytest.fixture(autouse=True)
+def node() -> None:
+    need_program("node", "Node.js (Debian package nodejs)")
+    if not (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir():
+        missing("the npm packages of package.json (make lint runs npm ci where npm exists)")
 
 
 def run_node(image: Path, target: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return processes.run(
         ["node", str(ROOT / "examples/node/classify.js"), str(image), target],
         capture_output=True,
         text=True,
@@ -27,7 +31,6 @@ def run_node(image: Path, target: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@needs_node
 def test_node_client_classifies_through_both_services(serve_process: ServeProcess) -> None:
     result = run_node(ROOT / "examples/document_client/image.jpg", serve_process.target)
     assert result.returncode == 0, result.stderr
@@ -36,7 +39,6 @@ def test_node_client_classifies_through_both_services(serve_process: ServeProces
     assert compat.startswith("ImageClassifier: 7 0.99")
 
 
-@needs_node
 def test_node_client_reports_a_refused_image(serve_process: ServeProcess) -> None:
     result = run_node(ROOT / "README.md", serve_process.target)
     assert result.returncode == 1

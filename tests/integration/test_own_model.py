@@ -3,7 +3,6 @@ plain PyTorch → ONNX model folder → `modelwire serve` → `modelwire classif
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image
 
 from modelwire.core.training.architectures import ResNet
 from modelwire.core.training.export import IMAGENET_MEAN, IMAGENET_STD, export_model_folder
+from tests import processes
 from tests.conftest import start_serve, stop_serve
 from tests.images import encode
 
@@ -50,7 +50,7 @@ def test_serve_a_pytorch_resnet(tmp_path: Path) -> None:
         "--host", "127.0.0.1", "--port", "0", "--model-repository", str(tmp_path / "repo")
     )
     try:
-        result = subprocess.run(
+        result = processes.run(
             [
                 sys.executable,
                 "-m",

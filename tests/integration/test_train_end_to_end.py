@@ -19,11 +19,13 @@ from sklearn.datasets import load_digits
 from modelwire.api.compat import image_classifier_pb2, image_classifier_pb2_grpc
 from modelwire.api.v1 import inference_pb2, inference_pb2_grpc
 from modelwire.core.repository import DEFAULT_MODEL_DIR
+from tests import processes
 from tests.conftest import ServeProcess, start_serve, stop_serve
 from tests.images import digit_picture, encode, heldout_digits
 from tests.integration.cli.test_cli import modelwire
+from tests.requirements import need_module
 
-pytest.importorskip("torch")
+need_module("torch", 'PyTorch (pip install -e ".[train]")')
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +224,7 @@ def test_upload_is_sent_again_while_the_server_is_away(tmp_path: Path) -> None:
     assert stop_serve(first) == 0
     folder = training_folder(tmp_path / "digits")
     files = len(list(folder.rglob("*.png")))
-    upload = subprocess.Popen(
+    upload = processes.popen(
         [sys.executable, "-m", "modelwire", "data", "upload", "later", str(folder),
          "--target", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -4,9 +4,10 @@ its gRPC and HTTP clients alike."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "examples/document_client/image.jpg"
@@ -14,7 +15,7 @@ IMAGE = ROOT / "examples/document_client/image.jpg"
 
 def run_checks(protocol: str, target: str) -> dict[str, object]:
     """What tritonclient.<protocol> got from the server at `target` (tritonclient_checks.py)."""
-    result = subprocess.run(
+    result = processes.run(
         [
             sys.executable,
             str(Path(__file__).parent / "tritonclient_checks.py"),

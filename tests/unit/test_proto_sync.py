@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 API = ROOT / "src" / "modelwire" / "api"
@@ -18,7 +19,7 @@ def _generated(folder: Path) -> dict[str, str]:
 
 
 def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
-    subprocess.run(
+    processes.run(
         [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--out", str(tmp_path)],
         check=True,
     )

@@ -54,7 +54,8 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="gRPC port (default 50051; 0: any).")] = None,
     rest_port: Annotated[
-        int | None, typer.Option(help="REST gateway port (default 8080; 0: no REST).")
+        str | None,
+        typer.Option(help="REST gateway port (default 8080; 0: any free port; off: no REST)."),
     ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Threads for decoding and inference (default: CPUs).")

@@ -23,7 +23,7 @@ import tempfile
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,6 +232,21 @@ class DatasetStore:
         self._db.rollback()
         self._dirty_dirs.clear()
 
+    def add_batch(
+        self, dataset: str, examples: Sequence[tuple[str, bytes]], key: UploadKey | None = None
+    ) -> tuple[bool, ...]:
+        """Add (label, image) pairs in one transaction that this call begins and ends:
+        committed whole, or rolled back whole if anything fails. One flag per example,
+        as `add` answers it."""
+        self.begin()
+        try:
+            added = tuple(self.add(dataset, label, data, key) for label, data in examples)
+            self.commit(dataset)
+        except BaseException:
+            self.rollback()
+            raise
+        return added
+
     def examples(self, dataset: str) -> Iterator[Example]:
         """Every example of a dataset, oldest first."""
         self.get(dataset)
@@ -338,14 +353,20 @@ class UploadSummary:
 class Datasets:
     """The store behind its own thread, for asyncio callers."""
 
-    #: A batch of uploaded examples is committed after this many, or this many seconds.
+    #: Accepted examples are written in one transaction per batch: after this many,
+    #: this many bytes, or this many seconds since the last batch.
     COMMIT_EVERY = 256
+    COMMIT_BYTES = 16 << 20
     COMMIT_AFTER_S = 0.5
 
     def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="modelwire-data")
         self.store = DatasetStore(data_dir, database_url)
         self.store.collect_garbage()
+        #: Uploads under way, and the examples all uploads have processed so far
+        #: (rejected, or accepted and to be written with their batch).
+        self.uploads = 0
+        self.processed = 0
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
@@ -361,15 +382,37 @@ class Datasets:
         max_stream_bytes: int | None = None,
     ) -> UploadSummary:
         """Store a stream of examples. Bad examples are rejected with their reason and
-        the stream goes on; accepted ones are committed in batches, the last when the
-        stream ends or breaks, so whatever was received whole is kept."""
+        the stream goes on; accepted ones are written in batches, the last when the
+        stream ends or breaks, so whatever was received whole is kept.
+
+        No transaction stays open across an await: each batch is begun, written and
+        committed (or rolled back) inside one call on the data thread, so a caller
+        cancelled at any instant leaves no transaction behind."""
         summary = UploadSummary()
         dataset = ""
         key: UploadKey | None = None
-        pending = 0
+        batch: list[tuple[str, bytes]] = []
+        batch_bytes = 0
         last_commit = time.monotonic()
         index = -1
         received = 0
+
+        last_write: asyncio.Future[tuple[bool, ...]] | None = None
+
+        async def write() -> None:
+            nonlocal batch, batch_bytes, last_commit, last_write
+            # Taken before the await, and the write shielded: if this caller is
+            # cancelled meanwhile, the batch is still written, once.
+            pending, batch, batch_bytes = batch, [], 0
+            last_commit = time.monotonic()
+            last_write = asyncio.ensure_future(
+                self.run(self.store.add_batch, dataset, pending, key)
+            )
+            added = await asyncio.shield(last_write)
+            summary.accepted += sum(added)
+            summary.duplicates += len(added) - sum(added)
+
+        self.uploads += 1
         try:
             async for item in items:
                 index += 1
@@ -386,8 +429,8 @@ class Datasets:
                         raise InvalidInput(
                             "the first message must name the dataset", field="dataset"
                         )
+                    await self.run(self.store.get, item.dataset)
                     dataset = item.dataset
-                    await self.run(self.store.get, dataset)
                     if item.idempotency_key:
                         key = UploadKey(validate_key(item.idempotency_key), uuid.uuid4().hex)
                 elif item.dataset and item.dataset != dataset:
@@ -405,25 +448,33 @@ class Datasets:
                 reason = await self._problem(item, check_image, max_example_bytes)
                 if reason:
                     summary.rejected.append(Rejected(item.client_id, index, reason))
+                    self.processed += 1
                     continue
-                if pending == 0:
-                    await self.run(self.store.begin)
-                if await self.run(self.store.add, dataset, item.label, item.image, key):
-                    summary.accepted += 1
-                else:
-                    summary.duplicates += 1
-                pending += 1
-                if pending >= self.COMMIT_EVERY or (
-                    time.monotonic() - last_commit > self.COMMIT_AFTER_S
+                batch.append((item.label, item.image))
+                batch_bytes += len(item.image)
+                self.processed += 1
+                if (
+                    len(batch) >= self.COMMIT_EVERY
+                    or batch_bytes >= self.COMMIT_BYTES
+                    or time.monotonic() - last_commit > self.COMMIT_AFTER_S
                 ):
-                    await self.run(self.store.commit, dataset)
-                    pending, last_commit = 0, time.monotonic()
+                    await write()
         finally:
-            if pending:
-                # Shielded: a client that leaves cancels this task, but what it sent
-                # whole is kept.
-                await asyncio.shield(self.run(self.store.commit, dataset))
+            try:
+                if batch:
+                    # A client that leaves cancels this task, but what it sent whole is
+                    # kept.
+                    await write()
+            finally:
+                # Counted as under way until its last write is on disk.
+                if last_write is None or last_write.done():
+                    self.uploads -= 1
+                else:
+                    last_write.add_done_callback(self._upload_done)
         return summary
+
+    def _upload_done(self, _: object) -> None:
+        self.uploads -= 1
 
     @staticmethod
     async def _problem(

@@ -4,6 +4,11 @@ Decoding is the first thing untrusted bytes meet, so it is strict: only the form
 listed in FORMATS are tried (never EPS, which would run Ghostscript), the pixel count is
 checked from the header before any pixel is decoded, and every failure becomes
 InvalidInput with a short reason.
+
+Memory stays near 4 bytes per pixel of the budget, per image: `reduce` shrinks each decoded
+image to what preprocessing needs before anything else is done with it (the caller
+drops the full-size picture then), and a WebP image counts three times its pixels,
+since its decoder holds two more full-size canvases while it decodes.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import functools
 import io
 import re
+import struct
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +36,8 @@ __all__ = [
     "decode",
     "preprocess",
     "preprocess_batch",
+    "reduce",
+    "tensor_batch",
 ]
 
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP")
@@ -40,6 +48,12 @@ MIN_SIDE = 8
 _CHUNK_PIXELS = 16_384
 _WORK_FACTOR = 16
 _FORMAT_NAMES = "JPEG, PNG, BMP, GIF or WebP"
+#: Pixels a WebP image counts per pixel: libwebp's animation decoder (the only one Pillow
+#: uses) keeps a canvas and a copy of the frame beside the decoded image.
+_WEBP_WEIGHT = 3
+#: Modes that Pillow resizes as they are (premultiplying alpha); others are converted
+#: to one of these first.
+_RESIZABLE = {"L", "LA", "RGB", "RGBA", "I", "F"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,10 @@ def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
     """Decode the first frame of an encoded image, or raise InvalidInput saying why."""
     if not data:
         raise _invalid("image data is empty: send the bytes of a " + _FORMAT_NAMES + " file")
+    # Pillow creates a WebP decoder, canvas and all, while it opens the file: check the
+    # canvas the header declares first.
+    if (size := _webp_canvas(data)) is not None:
+        _check_pixels(*size, "WEBP", limits)
     try:
         with warnings.catch_warnings():
             # The pixel budget below is the authority; Pillow's own bomb warning is noise.
@@ -104,8 +122,7 @@ def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
     except Exception as exc:  # any parser failure means bad input
         raise _invalid(f"image is truncated or corrupt ({_reason(exc)})") from None
     width, height = image.size
-    if width * height > limits.max_pixels:
-        raise _too_many_pixels(f"{width}x{height} pixels", limits)
+    _check_pixels(width, height, image.format, limits)
     if width < MIN_SIDE or height < MIN_SIDE:
         raise _invalid(
             f"image is {width}x{height} pixels; the smallest accepted is {MIN_SIDE}x{MIN_SIDE}"
@@ -118,6 +135,34 @@ def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
     return image
 
 
+def _check_pixels(width: int, height: int, fmt: str | None, limits: DecodeLimits) -> None:
+    weight = _WEBP_WEIGHT if fmt == "WEBP" else 1
+    if width * height * weight > limits.max_pixels:
+        declared = f"{width}x{height} pixels"
+        if weight > 1:
+            declared += f" (a WebP image counts {weight} per pixel: its decoder keeps copies)"
+        raise _too_many_pixels(declared, limits)
+
+
+def _webp_canvas(data: bytes) -> tuple[int, int] | None:
+    """The canvas size a WebP header declares (RIFF....WEBP, then a VP8X, VP8L or VP8
+    chunk), or None for other data or a header too short to say."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X":  # extended: 24-bit canvas width and height, minus one
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    if chunk == b"VP8L" and data[20] == 0x2F:  # lossless: 14-bit width and height - 1
+        (bits,) = struct.unpack_from("<I", data, 21)
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":  # lossy key frame
+        width, height = struct.unpack_from("<HH", data, 26)
+        return width & 0x3FFF, height & 0x3FFF
+    return None
+
+
 def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     """Turn a decoded image into one model input of shape CHW or HWC, float32."""
     tensor: np.ndarray = preprocess_batch([image], spec)[0]
@@ -126,14 +171,33 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
 
 def preprocess_batch(images: Sequence[Image.Image], spec: Preprocessing) -> np.ndarray:
     """Turn decoded images into one batch of model inputs, [N, C, H, W] or [N, H, W, C],
-    float32. Pictures of the same size share every numpy step, so a batch costs much
-    less than its images one at a time."""
-    converted = [_to_mode(image, "L" if spec.channels == 1 else "RGB") for image in images]
-    if spec.channels == 1 and (
-        spec.polarity != "as-is" or spec.autocontrast or spec.crop_to_content
-    ):
-        converted = _clean_paper(converted, spec)
-    pixels = np.stack([np.asarray(_resize(image, spec), dtype=np.float32) for image in converted])
+    float32: `reduce` each, then `tensor_batch`."""
+    return tensor_batch([reduce(image, spec) for image in images], spec)
+
+
+def reduce(image: Image.Image, spec: Preprocessing) -> Image.Image:
+    """A decoded image as small as preprocessing allows, in the model's mode (L or RGB):
+    resized to the input size, or, where the grayscale clean-up needs more, to a few
+    pixels per input pixel. Never holds more than one full-size copy beside `image`, so
+    a caller that drops `image` right after keeps only the small one."""
+    mode = "L" if spec.channels == 1 else "RGB"
+    top = _top_value(image)
+    if image.mode not in _RESIZABLE:
+        image = _resizable(image)
+    if "A" not in image.mode and image.mode not in ("I", "F"):
+        # Converting first is cheapest (and changes nothing: no alpha to composite).
+        image = image if image.mode == mode else image.convert(mode)
+    small = _shrink(image, _work_side(spec)) if _cleans(spec) else _resize(image, spec)
+    return _to_mode(small, mode, top)
+
+
+def tensor_batch(reduced: Sequence[Image.Image], spec: Preprocessing) -> np.ndarray:
+    """Images from `reduce` as one batch of model inputs. Pictures of the same size
+    share every numpy step, so a batch costs much less than its images one at a time."""
+    converted = list(reduced)
+    if _cleans(spec):
+        converted = [_resize(image, spec) for image in _clean_paper(converted, spec)]
+    pixels = np.stack([np.asarray(image, dtype=np.float32) for image in converted])
     if pixels.ndim == 3:
         pixels = pixels[..., None]
     if spec.color_order == "BGR" and spec.channels == 3:
@@ -147,6 +211,35 @@ def preprocess_batch(images: Sequence[Image.Image], spec: Preprocessing) -> np.n
     return np.ascontiguousarray(pixels)
 
 
+def _cleans(spec: Preprocessing) -> bool:
+    return spec.channels == 1 and (
+        spec.polarity != "as-is" or spec.autocontrast or spec.crop_to_content
+    )
+
+
+def _work_side(spec: Preprocessing) -> int:
+    return _WORK_FACTOR * max(spec.width, spec.height)
+
+
+def _top_value(image: Image.Image) -> float | None:
+    """The brightest value of a high-bit-depth image (its full range maps to 0..255)."""
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return None
+    extrema = image.getextrema()
+    top = float(extrema[1]) if isinstance(extrema[1], int | float) else 0.0
+    return top or 1.0
+
+
+def _resizable(image: Image.Image) -> Image.Image:
+    if image.mode in ("P", "PA"):
+        return image.convert("RGBA")
+    if image.mode.startswith("I;16"):
+        return image.convert("I")
+    if image.mode == "1":
+        return image.convert("L")
+    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+
+
 def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> list[Image.Image]:
     """The grayscale steps that make pictures of ink on paper look like the training
     data: light ink on black, background flat, the ink cropped to a centred square.
@@ -155,7 +248,7 @@ def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> list[Image.I
     wide (far cheaper than a photo's full resolution), in numpy, on pictures of one size
     together, a chunk of at most _CHUNK_PIXELS at a time.
     """
-    shrunk = [_shrink(image, _WORK_FACTOR * max(spec.width, spec.height)) for image in images]
+    shrunk = [_shrink(image, _work_side(spec)) for image in images]
     groups: dict[tuple[int, int], list[int]] = {}
     for index, image in enumerate(shrunk):
         groups.setdefault(image.size, []).append(index)
@@ -199,11 +292,11 @@ def _resize(image: Image.Image, spec: Preprocessing) -> Image.Image:
     return scaled.crop((left, top, left + spec.width, top + spec.height))
 
 
-def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+def _to_mode(image: Image.Image, mode: str, top: float | None = None) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # Pillow clips these to 0..255 when converting; scale the real range instead.
         values = np.asarray(image, dtype=np.float64)
-        top = float(values.max()) or 1.0
+        top = top or float(values.max()) or 1.0
         image = Image.fromarray(np.clip(values / top * 255.0, 0, 255).astype(np.uint8), "L")
     if image.mode == "P" or "A" in image.mode or image.mode == "PA":
         # Transparent areas become white paper, as a browser would show them.

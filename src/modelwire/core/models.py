@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from modelwire.core.batching import Batcher, BatchObserver
-from modelwire.core.images import DecodeLimits, decode, preprocess, preprocess_batch
+from modelwire.core.images import DecodeLimits, decode, reduce, tensor_batch
 from modelwire.core.repository import (
     ModelFolder,
     find_models,
@@ -128,29 +128,37 @@ def classify_batch(
     items: list[bytes | np.ndarray],
     phases: dict[str, float],
 ) -> list[np.ndarray | BaseException]:
-    """Decode each encoded image (a bad one fails alone) and preprocess them together;
-    take preprocessed tensors as they are; run everything as one batch. Records the
-    seconds spent decoding and preprocessing ("decode") and in the model ("inference")."""
+    """Decode and reduce each encoded image (a bad one fails alone), then preprocess
+    them together; take preprocessed tensors as they are; run everything as one batch.
+    Records the seconds spent decoding and preprocessing ("decode") and in the model
+    ("inference").
+
+    Each image is reduced right after it is decoded and its full-size picture dropped,
+    so a batch holds one full-size picture at a time, not one per image."""
     started = time.perf_counter()
+    spec = classifier.preprocessing
     results: list[np.ndarray | BaseException | None] = [None] * len(items)
     ready: dict[int, np.ndarray] = {}
-    decoded = []
+    reduced: list[Image.Image] = []
     slots: list[int] = []
     for index, item in enumerate(items):
         if isinstance(item, np.ndarray):
             ready[index] = item
             continue
         try:
-            decoded.append(decode(item, limits))
+            reduced.append(reduce(decode(item, limits), spec))
             slots.append(index)
         except ModelwireError as error:
             results[index] = error
-    if decoded:
+        except Exception as error:
+            log.exception("unexpected error preparing an image for %s", classifier.source.name)
+            results[index] = error
+    if reduced:
         try:
-            tensors = preprocess_batch(decoded, classifier.preprocessing)
+            tensors = tensor_batch(reduced, spec)
         except Exception:
             log.exception("unexpected error preparing images for %s", classifier.source.name)
-            tensors = _one_by_one(decoded, classifier, slots, results)
+            tensors = _one_by_one(reduced, classifier, slots, results)
         ready.update(zip(slots, tensors, strict=True))
     prepared = time.perf_counter()
     phases["decode"] = prepared - started
@@ -164,7 +172,7 @@ def classify_batch(
 
 
 def _one_by_one(
-    decoded: list[Image.Image],
+    reduced: list[Image.Image],
     classifier: OnnxClassifier,
     slots: list[int],
     results: list[np.ndarray | BaseException | None],
@@ -172,9 +180,9 @@ def _one_by_one(
     """Preprocess images one at a time, so one that breaks preprocessing fails alone;
     `slots` keeps only the indices of the images that made it."""
     tensors, kept = [], []
-    for image, index in zip(decoded, slots, strict=True):
+    for image, index in zip(reduced, slots, strict=True):
         try:
-            tensors.append(preprocess(image, classifier.preprocessing))
+            tensors.append(tensor_batch([image], classifier.preprocessing)[0])
             kept.append(index)
         except Exception as error:
             results[index] = error

@@ -14,6 +14,7 @@ that many bytes.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ def parse_version(version: str) -> int | None:
     """A protocol version string ("" for the model's default) as a version number."""
     if not version:
         return None
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise InvalidInput(
             f"model_version must be a positive number, got {version[:32]!r}", field="version"
         )
@@ -206,7 +207,7 @@ def image_items(
         )
     if len(dims) != 1 + len(shape) or dims[1:] != list(shape) or dims[0] < 1:
         raise InvalidInput(f"input {name!r}: FP32 shape must be [N, {per_image}], got {dims}")
-    count = int(np.prod(dims))
+    count = math.prod(dims)  # Python integers: np.prod wraps around past 2**63
     if tensor.raw is not None:
         if len(tensor.raw) != count * 4:
             raise InvalidInput(

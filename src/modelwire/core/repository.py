@@ -279,11 +279,16 @@ def _version_override(
     return config, labels
 
 
+def _is_number(text: str) -> bool:
+    # str.isdigit() alone takes "²" and other digits that int() refuses.
+    return text.isascii() and text.isdigit()
+
+
 def _version_numbers(folder: Path) -> list[int]:
     return [
         int(child.name)
         for child in folder.iterdir()
-        if child.is_dir() and child.name.isdigit() and child.name == str(int(child.name) or "")
+        if child.is_dir() and _is_number(child.name) and child.name == str(int(child.name) or "")
     ]
 
 

@@ -39,7 +39,7 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, never more than `limit` bytes, compressed or not (413 past it)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding not in ("identity", *_WBITS):

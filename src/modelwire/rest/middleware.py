@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelwire.core.tokens import TokenStore
 from modelwire.errors import ModelwireError
 from modelwire.metrics import ServerMetrics
+from modelwire.request_ids import request_id_for
 from modelwire.rest.errors import http_code
 
 __all__ = ["CallMiddleware", "route_of"]
@@ -63,7 +63,7 @@ class CallMiddleware:
             return
         started = time.perf_counter()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-request-id", "")[:128] or uuid.uuid4().hex[:16]
+        request_id = request_id_for(headers.get("x-request-id"))
         route, role = route_of(scope["path"])
         status = [500]
 

@@ -222,7 +222,9 @@ async def _infer(
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or int(header_length) > len(body):
+    if not (header_length.isascii() and header_length.isdigit()) or (
+        int(header_length) > len(body)
+    ):
         raise InvalidInput(
             f"{HEADER_LENGTH} must be the JSON header's length in bytes, at most the body's "
             f"{len(body)}; got {header_length[:32]!r}",
@@ -236,6 +238,12 @@ def _input_tensors(request: InferenceRequest, binary: bytes) -> list[oip.InputTe
     tensors, offset = [], 0
     for tensor in request.inputs:
         size = tensor.parameters.get("binary_data_size")
+        if size is not None and tensor.data is not None:
+            raise InvalidInput(
+                f"input {tensor.name!r} has both data and a binary_data_size parameter: "
+                "send one or the other",
+                field="inputs",
+            )
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise InvalidInput(

@@ -31,6 +31,8 @@ class RestServer:
         self._server = server
         self._task = task
         self.addresses = addresses
+        #: The port it listens on (the one picked, when asked for port 0).
+        self.port = int(addresses[0].rpartition(":")[2])
 
     @classmethod
     async def start(
@@ -112,5 +114,6 @@ def bind_sockets(
             ) from None
         sockets.append(sock)
         bound = sock.getsockname()[1]
+        port = bound  # with port 0, every later address takes the port the first one got
         addresses.append(f"[{host}]:{bound}" if family == socket.AF_INET6 else f"{host}:{bound}")
     return sockets, addresses

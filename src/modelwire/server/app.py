@@ -95,11 +95,19 @@ class RunningServer:
     health_server: grpc.aio.Server | None = None
     health_addresses: list[str] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: Sees every call: refuses new ones while the server drains.
+    interceptor: CallInterceptor | None = None
     stopped: bool = False
 
     async def stop(self, grace: float | None) -> None:
         """Health NOT_SERVING, refuse new calls, let calls in flight finish within
-        `grace` seconds (None: cancel them now). Safe to call more than once."""
+        `grace` seconds (None: cancel them now). Safe to call more than once.
+
+        New calls are refused UNAVAILABLE by our own interceptor until the calls in
+        flight have finished and no new call has come for a moment; only then is
+        grpc's server stopped. grpc cancels the calls that reach it after its own
+        shutdown began (CANCELLED, which clients do not retry): draining first leaves
+        none to meet that, unless clients keep calling through the whole grace period."""
         if self.stopped:
             return
         self.stopped = True
@@ -107,7 +115,13 @@ class RunningServer:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
-        stopping = [self.server.stop(grace)]
+        loop = asyncio.get_running_loop()
+        deadline = None if grace is None else loop.time() + grace
+        if self.interceptor is not None and grace is not None:
+            self.interceptor.drain()
+            await self.interceptor.wait_drained(grace)
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        stopping = [self.server.stop(left)]
         if self.health_server is not None:
             stopping.append(self.health_server.stop(grace))
         for http in (self.rest, self.metrics_server):
@@ -204,8 +218,9 @@ async def build_server(
             max_running=settings.training_jobs,
             threads=settings.training_threads,
         )
+    interceptor = CallInterceptor(tokens, metrics, tracing)
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(tokens, metrics, tracing)],
+        interceptors=[interceptor],
         options=grpc_options(settings, reuse_port=worker is not None),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -230,6 +245,7 @@ async def build_server(
 
     running = RunningServer(server, 0, [], health_servicer, engine, datasets, training, services)
     running.closers = closers
+    running.interceptor = interceptor
     try:
         if worker is not None:
             running.internal = await _start_internal(worker, engine, training)
@@ -273,7 +289,7 @@ async def _start_side_servers(
         )
         await running.health_server.start()
     tls = rest_tls_options(settings)
-    if settings.rest_port:
+    if settings.rest_port is not None:
         app = build_rest_app(
             running.engine,
             max_body_bytes=settings.max_message_bytes,

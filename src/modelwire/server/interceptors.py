@@ -12,18 +12,19 @@ the servicer's code runs.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from modelwire.core.tokens import TokenStore
-from modelwire.errors import ModelwireError
+from modelwire.errors import ModelwireError, NotReady
 from modelwire.metrics import ServerMetrics
+from modelwire.request_ids import request_id_for
 from modelwire.server.status import abort_for, request_id, status_code
 from modelwire.tracing import Tracing
 
@@ -77,6 +78,43 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._tokens = tokens
         self._metrics = metrics
         self._tracing = tracing
+        self._draining = False
+        self._last_refusal = 0.0
+        #: Calls under way, health's aside (its watches end by themselves at a stop).
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def drain(self) -> None:
+        """From now on, refuse new calls (health aside) UNAVAILABLE: the server is
+        stopping and clients should retry on another replica."""
+        self._draining = True
+        self._last_refusal = asyncio.get_running_loop().time()
+
+    async def wait_drained(self, timeout: float, quiet: float = 0.25) -> bool:
+        """Wait up to `timeout` seconds until no call is under way and none has been
+        refused for `quiet` seconds (clients have seen the refusals and gone); whether
+        that happened in time."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self._idle.wait()
+                    calm = loop.time() - self._last_refusal
+                    if calm >= quiet and self._idle.is_set():
+                        return True
+                    await asyncio.sleep(quiet - calm if calm < quiet else 0)
+        except TimeoutError:
+            return False
+
+    def _call_started(self) -> None:
+        self._active += 1
+        self._idle.clear()
+
+    def _call_ended(self) -> None:
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
 
     async def intercept_service(
         self,
@@ -113,7 +151,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
 
 class _Call:
-    """One call's bookkeeping, shared by the wrappers of every handler kind."""
+    """One call's bookkeeping, shared by the wrappers of every handler kind.
+
+    Everything read from the call's context is read while the handler runs: once a
+    call has ended (a client cancelled a stream, say), grpc may free what the context
+    points to, and the wrappers' `finally` can run after that (an async generator is
+    closed late). `_end` uses only what `_begin` kept and Python-side state.
+    """
 
     def __init__(self, owner: CallInterceptor, method: str, metadata: dict[str, str]) -> None:
         self._owner = owner
@@ -121,15 +165,20 @@ class _Call:
         self._metadata = metadata
         service, _, name = method.lstrip("/").rpartition("/")
         self._labels = ("grpc", service, name)
-        self._id = metadata.get("x-request-id", "")[:128] or uuid.uuid4().hex[:16]
+        self._id = request_id_for(metadata.get("x-request-id"))
+        self._peer = ""
+        self._started = 0.0
+        self._counted = False
+        self._active = False
+        self._ended = False
         self._span: Any = None
         self._span_token: Any = None
 
     def unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started = await self._begin(context, echo_now=False)
             error: BaseException | None = None
             try:
+                await self._begin(context, echo_now=False)
                 response = await behaviour(request, context)
                 # In the trailing metadata, which leaves in one batch with the answer.
                 # Initial metadata sent on its own would commit the call early (a
@@ -141,7 +190,7 @@ class _Call:
                 error = caught
                 raise
             finally:
-                self._end(context, started, error)
+                self._end(_code(context, error))
 
         return wrapper
 
@@ -149,9 +198,9 @@ class _Call:
         async def wrapper(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            started = await self._begin(context)
             error: BaseException | None = None
             try:
+                await self._begin(context)
                 result = behaviour(request, context)
                 if inspect.isasyncgen(result):
                     async for response in result:
@@ -162,14 +211,15 @@ class _Call:
                 error = caught
                 raise
             finally:
-                self._end(context, started, error)
+                self._end(_code(context, error))
 
         return wrapper
 
     async def _begin(
         self, context: grpc.aio.ServicerContext[Any, Any], *, echo_now: bool = True
-    ) -> float:
-        started = time.perf_counter()
+    ) -> None:
+        self._started = time.perf_counter()
+        self._peer = context.peer()
         request_id.set(self._id)
         if self._owner._tracing is not None:
             self._span, self._span_token = self._owner._tracing.start_call(
@@ -178,37 +228,43 @@ class _Call:
         metrics = self._owner._metrics
         if metrics is not None:
             metrics.in_flight.labels("grpc").inc()
+            self._counted = True
+        role = required_role(self._method)
+        if role != OPEN:
+            if self._owner._draining:
+                self._owner._last_refusal = asyncio.get_running_loop().time()
+                refusal = NotReady("the server is shutting down: retry on another replica")
+                self._end(status_code(refusal).name)
+                await abort_for(refusal, context, self._method)
+            self._owner._call_started()
+            self._active = True
         if echo_now:
             await context.send_initial_metadata((("x-request-id", self._id),))
         tokens = self._owner._tokens
-        role = required_role(self._method)
         if tokens is not None and role != OPEN:
             try:
                 principal = tokens.authenticate(self._metadata.get("authorization"))
                 if role != ANY_ROLE:
                     principal.require(role)
             except ModelwireError as error:
-                self._end(context, started, error)
+                self._end(status_code(error).name)
                 await abort_for(error, context, self._method)
-        return started
 
-    def _end(
-        self,
-        context: grpc.aio.ServicerContext[Any, Any],
-        started: float,
-        error: BaseException | None,
-    ) -> None:
-        if getattr(self, "_ended", False):
+    def _end(self, code: str) -> None:
+        """Count and log the call once. Touches nothing of grpc's call (see the class)."""
+        if self._ended:
             return
         self._ended = True
-        code = _code(context, error)
-        seconds = time.perf_counter() - started
+        if self._active:
+            self._owner._call_ended()
+        seconds = time.perf_counter() - self._started if self._started else 0.0
         if self._span is not None and self._owner._tracing is not None:
             number = grpc.StatusCode[code].value[0]
             self._owner._tracing.end_call(self._span, self._span_token, code, number)
         metrics = self._owner._metrics
         if metrics is not None:
-            metrics.in_flight.labels("grpc").dec()
+            if self._counted:
+                metrics.in_flight.labels("grpc").dec()
             metrics.requests.labels(*self._labels, code).inc()
             metrics.request_seconds.labels(*self._labels).observe(seconds)
         access_log.info(
@@ -220,7 +276,7 @@ class _Call:
                 "method": self._method,
                 "code": code,
                 "duration_ms": round(seconds * 1000, 3),
-                "peer": context.peer(),
+                "peer": self._peer,
                 "request_id": self._id,
             },
         )
@@ -234,7 +290,8 @@ def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | No
         return code.name
     if isinstance(code, int) and code != 0:
         return grpc.StatusCode(_by_number(code)).name
-    if error is not None and type(error).__name__ == "CancelledError":
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        # The client went away: its task was cancelled, or its stream's generator closed.
         return "CANCELLED"
     if error is not None and not isinstance(error, grpc.aio.AbortError):
         return "UNKNOWN"

@@ -69,7 +69,7 @@ def supervise(settings: Settings) -> None:
     reserved: list[socket.socket] = []
     try:
         update: dict[str, Any] = {"port": _reserve(settings.hosts, settings.port, reserved)}
-        if settings.rest_port:
+        if settings.rest_port is not None:
             update["rest_port"] = _reserve(settings.hosts, settings.rest_port, reserved)
         for name in ("metrics_port", "health_port"):
             if (port := getattr(settings, name)) is not None:
@@ -169,6 +169,12 @@ class _Supervisor:
         _, _, models, addresses, rest = ready[0]
         if rest:
             log.info("REST gateway on %s", ", ".join(rest))
+        settings = self._settings
+        for port, what in [(settings.health_port, "gRPC health (plaintext)"),
+                           (settings.metrics_port, "metrics")]:  # fmt: skip
+            if port is not None:
+                hosts = [f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in settings.hosts]
+                log.info("%s on %s", what, ", ".join(hosts))
         log.info(
             "modelwire serving model(s) %s on %s with %d workers",
             ", ".join(models) or "(none)",

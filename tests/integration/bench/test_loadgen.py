@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests import processes
 from tests.conftest import RestServeProcess, ServeProcess
 from tests.images import digit_bytes
 
@@ -20,7 +21,7 @@ def bench_json(target: str, payload: Path, *extra: str) -> Any:
     """`modelwire bench TARGET PAYLOAD --json`: short runs at 4 in flight unless
     `extra` says otherwise (a later flag wins)."""
     command = [sys.executable, "-m", "modelwire", "bench", target, str(payload)]
-    result = subprocess.run(
+    result = processes.run(
         [*command, "--duration", "0.5", "--concurrency", "4", "--json", *extra],
         capture_output=True,
         text=True,
@@ -81,7 +82,7 @@ def test_sweep_count_rate_and_plot(serve_process: ServeProcess, tmp_path: Path) 
     paced = bench(target, image, "--count", "20", "--rate", "100")
     assert paced["answered"] == 20
     assert paced["rate_per_s"] == 100
-    table = subprocess.run(
+    table = processes.run(
         [sys.executable, "-m", "modelwire", "bench", target, str(image),
          "--count", "5", "--concurrency", "1"],
         capture_output=True, text=True, timeout=120, check=True,
@@ -93,7 +94,7 @@ def test_sweep_count_rate_and_plot(serve_process: ServeProcess, tmp_path: Path) 
 def test_bench_refuses_a_mismatched_payload(serve_process: ServeProcess, tmp_path: Path) -> None:
     image = tmp_path / "digit.png"
     image.write_bytes(digit_bytes(5))
-    result = subprocess.run(
+    result = processes.run(
         [
             sys.executable,
             "-m",
@@ -115,7 +116,7 @@ def test_bench_refuses_a_mismatched_payload(serve_process: ServeProcess, tmp_pat
 def test_bench_against_the_echo_server(tmp_path: Path) -> None:
     image = tmp_path / "digit.png"
     image.write_bytes(digit_bytes(5))
-    echo = subprocess.Popen(
+    echo = processes.popen(
         [sys.executable, "-m", "modelwire.bench.echo", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,

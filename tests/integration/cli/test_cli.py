@@ -7,13 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import processes
 from tests.conftest import ServeProcess, start_serve, stop_serve
 from tests.images import digit_bytes
 from tests.integration.client.test_client import _closed_port
 
 
 def modelwire(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return processes.run(
         [sys.executable, "-m", "modelwire", *args],
         capture_output=True,
         text=True,
@@ -127,7 +128,7 @@ def test_protos_prints_the_folder_with_the_document_proto() -> None:
 def test_serve_has_a_flag_for_every_setting() -> None:
     from modelwire.settings import Settings
 
-    shown = subprocess.run(
+    shown = processes.run(
         [sys.executable, "-m", "modelwire", "serve", "--help"],
         capture_output=True,
         text=True,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+from tests import processes
 from tests.conftest import start_serve, stop_serve
 from tests.images import digit_bytes
 from tests.integration.cli.test_cli import modelwire
@@ -46,7 +46,7 @@ def test_certs_tokens_and_a_secured_server(tmp_path: Path) -> None:
         assert ok.returncode == 0, ok.stderr
         assert ok.stdout.split("\t")[1] == "7"
         # The token from the environment works the same.
-        env_ok = subprocess.run(
+        env_ok = processes.run(
             [sys.executable, "-m", "modelwire", *credentials, "classify", str(image), *target],
             capture_output=True,
             text=True,
@@ -74,7 +74,7 @@ def test_plaintext_beyond_loopback_and_config_show(tmp_path: Path) -> None:
     refused = modelwire("serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path))
     assert refused.returncode == 1
     assert "refusing to serve 0.0.0.0 without TLS" in refused.stderr
-    shown = subprocess.run(
+    shown = processes.run(
         [sys.executable, "-m", "modelwire", "config", "show"],
         capture_output=True,
         text=True,

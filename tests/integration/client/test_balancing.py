@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,18 @@ async def test_round_robin_and_health(start_server: ServerFactory) -> None:
         assert all(count >= 5 for count in counts), counts  # every replica took a share
 
         replicas[1].health.set("", NOT_SERVING)
-        await asyncio.sleep(1.0)  # health watch updates reach the client
+
+        async def routed_around() -> bool:
+            """Whether ten calls in a row went elsewhere (the health watch's update has
+            reached the client's balancer)."""
+            skipped = served(replicas[1])
+            for _ in range(10):
+                await client.classify(digit_bytes(8))
+            return served(replicas[1]) == skipped
+
+        async with asyncio.timeout(30):
+            while not await routed_around():
+                pass
         before = [served(r) for r in replicas]
         for _ in range(30):
             await client.classify(digit_bytes(8))
@@ -63,6 +73,7 @@ def test_killing_a_replica_under_load_fails_no_call(tmp_path: Path) -> None:
     ]
     failures: list[str] = []
     answered = [0]
+    changed = threading.Condition()
     stop = threading.Event()
     image = digit_bytes(2)
 
@@ -71,20 +82,23 @@ def test_killing_a_replica_under_load_fails_no_call(tmp_path: Path) -> None:
             while not stop.is_set():
                 try:
                     client.classify(image)
-                    answered[0] += 1
+                    with changed:
+                        answered[0] += 1
+                        changed.notify_all()
                 except ModelwireError as error:
                     failures.append(f"{error.status}: {error.message}")
+
+    def wait_for_answers(count: int) -> None:
+        with changed:
+            assert changed.wait_for(lambda: answered[0] >= count, timeout=60), answered
 
     callers = [threading.Thread(target=load) for _ in range(4)]
     try:
         for caller in callers:
             caller.start()
-        while answered[0] < 100:
-            time.sleep(0.01)
+        wait_for_answers(100)
         replicas[0].process.kill()  # kill -9, mid-load
-        before = answered[0]
-        while answered[0] < before + 200:
-            time.sleep(0.01)
+        wait_for_answers(answered[0] + 200)
     finally:
         stop.set()
         for caller in callers:
@@ -97,10 +111,9 @@ def test_killing_a_replica_under_load_fails_no_call(tmp_path: Path) -> None:
 async def test_killing_a_replica_under_async_load_fails_no_call(tmp_path: Path) -> None:
     """The same with the asyncio client: 16 calls in flight over three replicas, one
     killed with SIGKILL; every call still answers (retried on another replica)."""
+    # Started from the main thread (their parent-death signal is tied to it).
     replicas = [
-        await asyncio.to_thread(
-            start_serve, "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / str(i))
-        )
+        start_serve("--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / str(i)))
         for i in range(3)
     ]
     failures: list[str] = []

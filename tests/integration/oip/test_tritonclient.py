@@ -108,8 +108,70 @@ def infer_request(**fields: object) -> pb.ModelInferRequest:
             ),
             "unknown output 'probs'",
         ),
+        (
+            infer_request(
+                inputs=[
+                    pb.ModelInferRequest.InferInputTensor(
+                        name="input", datatype="FP32", shape=[2**62, 1, 8, 8]
+                    )
+                ],
+                raw_input_contents=[b""],
+            ),
+            "needs 1180591620717411303424 bytes of FP32, got 0",
+        ),
+        (
+            infer_request(
+                inputs=[
+                    pb.ModelInferRequest.InferInputTensor(
+                        name="input", datatype="FP32", shape=[2**58 + 1, 1, 8, 8]
+                    )
+                ],
+                raw_input_contents=[b"\x00" * 256],
+            ),
+            "got 256",
+        ),
+        (infer_request(model_version="\u00b2"), "model_version must be a positive number"),
+        (infer_request(model_version="\u00b9"), "model_version must be a positive number"),
+        (
+            infer_request(
+                inputs=[
+                    pb.ModelInferRequest.InferInputTensor(
+                        name="input",
+                        datatype="FP32",
+                        shape=[1, 1, 8, 8],
+                        contents=pb.InferTensorContents(fp32_contents=[0.0] * 64),
+                    )
+                ],
+                raw_input_contents=[np.zeros(64, np.float32).tobytes()],
+            ),
+            "both typed contents and raw_input_contents",
+        ),
+        (
+            infer_request(
+                inputs=[
+                    pb.ModelInferRequest.InferInputTensor(
+                        name="input", datatype="FP32", shape=[1, 1, 8, 8]
+                    )
+                ],
+                raw_input_contents=[np.zeros(64, np.float32).tobytes()] * 2,
+            ),
+            "raw_input_contents has 2 entries for 1 inputs",
+        ),
     ],
-    ids=["no-input", "raw-length", "bytes-overrun", "bytes-count", "version", "output-name"],
+    ids=[
+        "no-input",
+        "raw-length",
+        "bytes-overrun",
+        "bytes-count",
+        "version",
+        "output-name",
+        "shape-overflow-empty",
+        "shape-overflow-wraps",
+        "version-superscript-two",
+        "version-superscript-one",
+        "typed-and-raw",
+        "two-raw-for-one-input",
+    ],
 )
 async def test_malformed_requests_are_invalid_argument(
     channel: grpc.aio.Channel, request_: pb.ModelInferRequest, details: str
@@ -160,3 +222,18 @@ async def test_repository_index_lists_failed_and_unloaded_models(
     assert {m.name for m in ready.models} == {"digits"}
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not valid TOML" in (caught.value.details() or "")
+
+
+@pytest.mark.parametrize("version", ["\u00b2", "\u00b9", "\u0663", "0"])
+async def test_versions_that_are_not_ascii_numbers(channel: grpc.aio.Channel, version: str) -> None:
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    calls = [
+        stub.ModelReady(pb.ModelReadyRequest(name="digits", version=version)),
+        stub.ModelMetadata(pb.ModelMetadataRequest(name="digits", version=version)),
+        stub.ModelInfer(infer_request(model_version=version)),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "model_version must be a positive number" in (caught.value.details() or "")

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from modelwire.server.app import RunningServer
-from tests.conftest import ServerFactory, free_port
+from tests.conftest import ServerFactory, rest_url
 
 RestFactory = Callable[..., Awaitable[tuple[RunningServer, httpx.AsyncClient]]]
 
@@ -19,18 +19,10 @@ async def start_rest(start_server: ServerFactory) -> AsyncIterator[RestFactory]:
     clients: list[httpx.AsyncClient] = []
 
     async def start(**settings: Any) -> tuple[RunningServer, httpx.AsyncClient]:
-        for attempt in range(3):
-            port = free_port()
-            try:
-                server = await start_server(rest_port=port, **settings)
-            except OSError:
-                if attempt == 2:
-                    raise
-                continue  # someone took the port between probing and binding
-            client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-            clients.append(client)
-            return server, client
-        raise AssertionError("unreachable")
+        server = await start_server(rest_port=0, **settings)
+        client = httpx.AsyncClient(base_url=rest_url(server), timeout=30)
+        clients.append(client)
+        return server, client
 
     yield start
     for client in clients:

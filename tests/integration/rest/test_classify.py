@@ -201,6 +201,15 @@ async def test_api_docs_describe_the_routes(http: httpx.AsyncClient) -> None:
     )
 
 
-async def test_rest_port_zero_serves_no_rest(start_server: ServerFactory) -> None:
-    server = await start_server(rest_port=0)
+async def test_rest_port_off_serves_no_rest(start_server: ServerFactory) -> None:
+    server = await start_server(rest_port="off")
     assert server.rest is None
+
+
+async def test_rest_port_zero_picks_a_free_port_on_every_host(start_server: ServerFactory) -> None:
+    server = await start_server(hosts=["127.0.0.1", "::1"], rest_port=0)
+    assert server.rest is not None
+    assert server.rest.port > 0
+    assert {address.rpartition(":")[2] for address in server.rest.addresses} == {
+        str(server.rest.port)
+    }

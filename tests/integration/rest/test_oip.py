@@ -247,6 +247,8 @@ ZEROS = [0.0] * 64
             400,
             "at least 1",
         ),
+        ({"inputs": [fp32_input([2**62, 1, 8, 8], data=[])]}, 400, "needs 295147905179352825856"),
+        ({"inputs": [fp32_input([2**58 + 1, 1, 8, 8], data=ZEROS)]}, 400, "got 64"),
     ],
 )
 async def test_bad_inference_requests(
@@ -260,11 +262,25 @@ async def test_bad_inference_requests(
 async def test_bad_binary_requests(http: httpx.AsyncClient) -> None:
     raw = stroke(1).tobytes()
     header = {"inputs": [fp32_input([1, 1, 8, 8], parameters={"binary_data_size": len(raw)})]}
-    cases = [
+    cases: list[tuple[tuple[bytes, dict[str, Any]], str]] = [
         (binary_request(header, raw[:-4]), "runs past"),
         (binary_request(header, raw, b"extra"), "belong to no input"),
         ((b"{}", {HEADER: "99"}), "Inference-Header-Content-Length"),
         ((b"{}", {HEADER: "-1"}), "Inference-Header-Content-Length"),
+        ((b"{}", {HEADER: "\u00b2".encode("latin-1")}), "Inference-Header-Content-Length"),
+        (
+            binary_request(
+                {
+                    "inputs": [
+                        fp32_input(
+                            [1, 1, 8, 8], data=ZEROS, parameters={"binary_data_size": len(raw)}
+                        )
+                    ]
+                },
+                raw,
+            ),
+            "both data and a binary_data_size",
+        ),
     ]
     for (body, headers), message in cases:
         response = await http.post("/v2/models/digits/infer", content=body, headers=headers)
@@ -272,6 +288,18 @@ async def test_bad_binary_requests(http: httpx.AsyncClient) -> None:
         assert message in response.json()["error"]
     response = await http.post("/v2/models/nope/infer", content=b"{}")
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("version", ["%C2%B2", "%C2%B9", "0", "-1", "1.0"])
+async def test_versions_that_are_not_ascii_numbers(http: httpx.AsyncClient, version: str) -> None:
+    for method, path in [
+        ("POST", f"/v2/models/digits/versions/{version}/infer"),
+        ("GET", f"/v2/models/digits/versions/{version}/ready"),
+        ("GET", f"/v2/models/digits/versions/{version}"),
+    ]:
+        response = await http.request(method, path, content=b"{}")
+        assert response.status_code == 400, (path, response.text)
+        assert "model_version must be a positive number" in response.json()["error"]
 
 
 async def test_repository_extension(rest: tuple[RunningServer, httpx.AsyncClient]) -> None:

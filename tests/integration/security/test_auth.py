@@ -19,7 +19,7 @@ from modelwire.api.oip import grpc_predict_v2_pb2
 from modelwire.api.v1 import datasets_pb2, inference_pb2, models_pb2, training_pb2
 from modelwire.server.app import RunningServer
 from modelwire.server.interceptors import ANY_ROLE, OPEN, required_role
-from tests.conftest import ServerFactory, free_port
+from tests.conftest import ServerFactory
 from tests.images import digit_bytes
 
 REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
@@ -43,9 +43,9 @@ METHODS = [
 async def secured(
     start_server: ServerFactory, tokens: tuple[Path, dict[str, str]]
 ) -> tuple[RunningServer, int]:
-    rest_port = free_port()
-    server = await start_server(tokens_file=tokens[0], rest_port=rest_port)
-    return server, rest_port
+    server = await start_server(tokens_file=tokens[0], rest_port=0)
+    assert server.rest is not None
+    return server, server.rest.port
 
 
 async def call(channel: grpc.aio.Channel, method: Any, token: str | None) -> grpc.StatusCode:

@@ -25,7 +25,7 @@ from modelwire.api.v1 import models_pb2 as models_pb
 from modelwire.api.v1 import models_pb2_grpc as models_grpc
 from modelwire.api.v1 import training_pb2 as train_pb
 from modelwire.api.v1 import training_pb2_grpc as train_grpc
-from tests.conftest import ServerFactory, free_port
+from tests.conftest import ServerFactory, rest_url
 from tests.images import digit_bytes, png_header_claiming
 
 LEAKS = [
@@ -46,10 +46,7 @@ def leaks(message: str, secrets: list[str]) -> list[str]:
 async def test_no_error_leaks_internals(
     start_server: ServerFactory, tokens: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
-    rest_port = free_port()
-    server = await start_server(
-        tokens_file=tokens[0], rest_port=rest_port, max_message_bytes=64 * 1024
-    )
+    server = await start_server(tokens_file=tokens[0], rest_port=0, max_message_bytes=64 * 1024)
     by_role = tokens[1]
     secrets = list(by_role.values())
     messages: list[str] = []
@@ -164,7 +161,7 @@ async def test_no_error_leaks_internals(
         (infer_path, {"content": b"{}", "headers": {"inference-header-content-length": "x"}}),
         (infer_path, {"json": {"inputs": [letters]}}),
     ]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest_port}") as http:
+    async with httpx.AsyncClient(base_url=rest_url(server)) as http:
         for path, options in bad_http:
             merged = {**options.get("headers", {}), **headers}
             answer = await http.post(path, **{**options, "headers": merged})

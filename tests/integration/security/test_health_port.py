@@ -15,14 +15,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelwire.api.v1 import inference_pb2, inference_pb2_grpc
 from modelwire.server.app import NOT_SERVING
-from tests.conftest import ServerFactory, free_port
+from tests import processes
+from tests.conftest import ServerFactory, unused_port
 from tests.images import digit_bytes
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 def modelwire_health(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return processes.run(
         [sys.executable, "-m", "modelwire", "health", *args],
         capture_output=True,
         text=True,
@@ -34,14 +35,13 @@ def modelwire_health(*args: str) -> subprocess.CompletedProcess[str]:
 async def test_plaintext_health_beside_a_protected_server(
     start_server: ServerFactory, certs: Path, tokens: tuple[Path, dict[str, str]]
 ) -> None:
-    health_port = free_port()
     server = await start_server(
         tls_cert=certs / "server.pem",
         tls_key=certs / "server.key",
         tokens_file=tokens[0],
-        health_port=health_port,
+        health_port=0,
     )
-    probe_target = f"127.0.0.1:{health_port}"
+    probe_target = server.health_addresses[0]
     async with grpc.aio.insecure_channel(probe_target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         assert (await health.Check(health_pb2.HealthCheckRequest())).status == SERVING
@@ -74,6 +74,6 @@ async def test_plaintext_health_beside_a_protected_server(
 
 
 def test_health_of_no_server_fails() -> None:
-    result = modelwire_health("--target", f"127.0.0.1:{free_port()}", "--timeout", "2")
+    result = modelwire_health("--target", f"127.0.0.1:{unused_port()}", "--timeout", "2")
     assert result.returncode == 1
     assert "error:" in result.stderr

@@ -13,7 +13,7 @@ from modelwire.client import Client
 from modelwire.errors import ModelwireError, Unavailable
 from modelwire.server.app import build_server
 from modelwire.settings import load_settings
-from tests.conftest import ServerFactory, free_port
+from tests.conftest import ServerFactory, rest_url
 from tests.images import digit_bytes
 
 
@@ -40,15 +40,14 @@ async def refused(
 async def test_tls_serves_clients_that_trust_its_ca(
     start_server: ServerFactory, certs: Path, other_certs: Path
 ) -> None:
-    rest_port = free_port()
     server = await start_server(
-        tls_cert=certs / "server.pem", tls_key=certs / "server.key", rest_port=rest_port
+        tls_cert=certs / "server.pem", tls_key=certs / "server.key", rest_port=0
     )
     target = f"127.0.0.1:{server.port}"
     assert await classify(target, ca=certs / "ca.pem") == "3"
     await refused(target)  # plaintext
     await refused(target, ca=other_certs / "ca.pem")  # trusts another CA
-    url = f"https://127.0.0.1:{rest_port}/v2/health/ready"
+    url = f"{rest_url(server, 'https')}/v2/health/ready"
     async with httpx.AsyncClient(
         verify=ssl.create_default_context(cafile=certs / "ca.pem")
     ) as http:
@@ -58,18 +57,17 @@ async def test_tls_serves_clients_that_trust_its_ca(
             await untrusting.get(url)
     async with httpx.AsyncClient() as plain_http:
         with pytest.raises(httpx.HTTPError):
-            await plain_http.get(f"http://127.0.0.1:{rest_port}/v2/health/ready")
+            await plain_http.get(f"{rest_url(server)}/v2/health/ready")
 
 
 async def test_mutual_tls_wants_a_certificate_from_its_ca(
     start_server: ServerFactory, certs: Path, other_certs: Path
 ) -> None:
-    rest_port = free_port()
     server = await start_server(
         tls_cert=certs / "server.pem",
         tls_key=certs / "server.key",
         tls_client_ca=certs / "ca.pem",
-        rest_port=rest_port,
+        rest_port=0,
     )
     target = f"127.0.0.1:{server.port}"
     ca = certs / "ca.pem"
@@ -79,7 +77,7 @@ async def test_mutual_tls_wants_a_certificate_from_its_ca(
     await refused(target, ca, other_certs / "client.pem", other_certs / "client.key")
     context = ssl.create_default_context(cafile=certs / "ca.pem")
     context.load_cert_chain(certs / "client.pem", certs / "client.key")
-    url = f"https://127.0.0.1:{rest_port}/v2/health/live"
+    url = f"{rest_url(server, 'https')}/v2/health/live"
     async with httpx.AsyncClient(verify=context) as http:
         assert (await http.get(url)).status_code == 200
     anonymous_context = ssl.create_default_context(cafile=certs / "ca.pem")
@@ -90,7 +88,7 @@ async def test_mutual_tls_wants_a_certificate_from_its_ca(
 
 async def test_plaintext_beyond_loopback_is_refused(tmp_path: Path, certs: Path) -> None:
     for host in ("0.0.0.0", "192.0.2.10", "::"):
-        settings = load_settings(hosts=[host], port=0, rest_port=0, data_dir=tmp_path)
+        settings = load_settings(hosts=[host], port=0, rest_port="off", data_dir=tmp_path)
         with pytest.raises(OSError, match=r"refusing to serve .* without TLS"):
             await build_server(settings)
 

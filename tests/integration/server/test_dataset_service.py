@@ -3,7 +3,7 @@ duplicates), describe, export, delete, and the errors."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Iterable
 
@@ -12,9 +12,11 @@ import pytest
 
 from modelwire.api.v1 import datasets_pb2 as pb
 from modelwire.api.v1 import datasets_pb2_grpc as pb_grpc
+from modelwire.core.datasets import DatasetStore
 from modelwire.server.app import RunningServer
 from tests.conftest import ServerFactory
 from tests.images import digit_bytes, png_header_claiming
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -179,14 +181,15 @@ async def test_a_broken_stream_keeps_whole_examples_and_resumes(
     await stub.CreateDataset(pb.CreateDatasetRequest(name="broken"))
     items = [(str(d), digit_bytes(d), f"{d}.png") for d in range(5)]
     call = stub.UploadExamples()
+    processed = server.datasets.processed
     async for message in messages(items, dataset="broken"):
         await call.write(message)
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: server.datasets.processed == processed + 5)
     call.cancel()  # the client goes away without closing the stream
 
     store = server.datasets.store
     kept = await wait_for_kept(server, "broken")
-    assert kept <= 5
+    assert kept == 5
     for example in await server.datasets.run(lambda: list(store.examples("broken"))):
         data = example.path.read_bytes()
         assert hashlib.sha256(data).hexdigest() == example.sha256
@@ -200,15 +203,8 @@ async def test_a_broken_stream_keeps_whole_examples_and_resumes(
 
 async def wait_for_kept(server: RunningServer, dataset: str) -> int:
     """The examples kept once the server has finished with the broken stream."""
-    store = server.datasets.store
-    previous = -1
-    for _ in range(20):
-        count = (await server.datasets.run(store.get, dataset)).examples
-        if count == previous:
-            return count
-        previous = count
-        await asyncio.sleep(0.1)
-    return previous
+    await wait_until(lambda: server.datasets.uploads == 0)
+    return (await server.datasets.run(server.datasets.store.get, dataset)).examples
 
 
 async def keyed(
@@ -232,9 +228,10 @@ async def test_a_retried_upload_with_its_key_answers_as_one_upload(
         items = [old, *[(str(d), digit_bytes(d), f"{d}.png") for d in range(1, 6)]]
         # The first attempt breaks after some examples were kept.
         call = stub.UploadExamples()
+        processed = server.datasets.processed
         async for message in keyed(items[:4], "upload-1"):
             await call.write(message)
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: server.datasets.processed == processed + 4)
         call.cancel()
         assert await wait_for_kept(server, "keyed") == 4
         # Sent again with its key, it answers as one unbroken upload would have: the
@@ -255,3 +252,38 @@ async def test_a_retried_upload_with_its_key_answers_as_one_upload(
             await stub.UploadExamples(keyed(items, "k" * 129))
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "idempotency_key" in (refused.value.details() or "")
+
+
+async def test_uploads_cut_by_short_deadlines_never_wedge_the_store(
+    start_server: ServerFactory, database_url: str | None
+) -> None:
+    """Uploads of three new images with deadlines from 1 to 20 ms end at every point of
+    the upload path; each leaves the store whole and taking new writes, and a dataset
+    created between them is durable (seen by another connection to the database)."""
+    server = await start_server(database_url=database_url)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.DatasetServiceStub(channel)
+        await stub.CreateDataset(pb.CreateDatasetRequest(name="cut"))
+        for milliseconds in range(1, 21):
+            items = [
+                (str(d), digit_bytes(d, "BMP", dark_on_light=milliseconds % 2 == 0), "")
+                for d in (milliseconds % 10, (milliseconds + 3) % 10, (milliseconds + 6) % 10)
+            ]
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await stub.UploadExamples(
+                    messages(items, dataset="cut"), timeout=milliseconds / 1000
+                )
+            await wait_until(lambda: server.datasets.uploads == 0)
+            name = f"made-after-{milliseconds}"
+            await stub.CreateDataset(pb.CreateDatasetRequest(name=name))
+            summary = await stub.UploadExamples(messages(items[:1], dataset=name))
+            assert summary.accepted == 1
+        store = server.datasets.store
+        other = DatasetStore(store.data_dir, database_url)
+        try:
+            names = {info.name for info in other.list()}
+            assert {f"made-after-{ms}" for ms in range(1, 21)} <= names
+            assert other.get("cut").examples <= 60
+            assert other.integrity_check() == "ok"
+        finally:
+            other.close()

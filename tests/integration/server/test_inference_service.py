@@ -15,7 +15,7 @@ from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 from tests.conftest import ServerFactory
 from tests.images import digit_bytes, noise_picture
 from tests.models import add_model
-from tests.waiting import wait_until
+from tests.waiting import wait_for_quiet, wait_until
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 
@@ -275,10 +275,8 @@ async def test_stream_backpressure_when_the_client_does_not_read(
             await call.done_writing()
 
         writing = asyncio.ensure_future(write_all())
-        processed = -1
-        while batcher.stats.items != processed:  # until the server stops making progress
-            processed = batcher.stats.items
-            await asyncio.sleep(0.5)
+        await wait_until(lambda: batcher.stats.items > 0)
+        processed = await wait_for_quiet(lambda: batcher.stats.items)
         assert 0 < processed < total
         assert not writing.done()
         ids = []

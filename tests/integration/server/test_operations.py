@@ -19,7 +19,7 @@ from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 from modelwire.logs import JsonFormatter
 from modelwire.server.app import grpc_options
 from modelwire.settings import load_settings
-from tests.conftest import ServerFactory, free_port
+from tests.conftest import ServerFactory, rest_url
 from tests.images import digit_bytes, noise_picture
 from tests.models import add_model
 from tests.waiting import wait_until
@@ -28,8 +28,7 @@ from tests.waiting import wait_until
 async def test_request_ids_are_echoed_and_every_call_is_logged(
     start_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rest_port = free_port()
-    server = await start_server(rest_port=rest_port)
+    server = await start_server(rest_port=0)
     caplog.set_level(logging.INFO, logger="modelwire.access")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb_grpc.InferenceServiceStub(channel)
@@ -43,7 +42,7 @@ async def test_request_ids_are_echoed_and_every_call_is_logged(
             await bad
         generated = dict(await bad.trailing_metadata())["x-request-id"]
         assert len(generated) == 16
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest_port}") as http:
+    async with httpx.AsyncClient(base_url=rest_url(server)) as http:
         answer = await http.get("/v2/health/live", headers={"x-request-id": "rest-7"})
         assert answer.headers["x-request-id"] == "rest-7"
     records = [r for r in caplog.records if r.name == "modelwire.access"]
@@ -69,8 +68,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def test_metrics_count_known_traffic(start_server: ServerFactory) -> None:
-    rest_port = free_port()
-    server = await start_server(rest_port=rest_port)
+    server = await start_server(rest_port=0)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = pb_grpc.InferenceServiceStub(channel)
         for digit in (1, 2, 3):
@@ -80,7 +78,7 @@ async def test_metrics_count_known_traffic(start_server: ServerFactory) -> None:
                 await stub.Classify(pb.ClassifyRequest(image=b"junk"))
         data = datasets_pb2_grpc.DatasetServiceStub(channel)
         await data.CreateDataset(datasets_pb2.CreateDatasetRequest(name="counted"))
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest_port}") as http:
+    async with httpx.AsyncClient(base_url=rest_url(server)) as http:
         await http.post(
             "/v1/models/digits:classify",
             content=digit_bytes(4),
@@ -162,13 +160,13 @@ async def test_graceful_shutdown_under_load_fails_no_call(
 
 
 async def test_metrics_on_their_own_port(start_server: ServerFactory) -> None:
-    rest_port, metrics_port = free_port(), free_port()
-    await start_server(rest_port=rest_port, metrics_port=metrics_port)
+    server = await start_server(rest_port=0, metrics_port=0)
+    assert server.metrics_server is not None
     async with httpx.AsyncClient() as http:
-        scraped = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        scraped = await http.get(f"http://127.0.0.1:{server.metrics_server.port}/metrics")
         assert scraped.status_code == 200
         assert "modelwire_requests_total" in scraped.text
-        assert (await http.get(f"http://127.0.0.1:{rest_port}/metrics")).status_code == 404
+        assert (await http.get(f"{rest_url(server)}/metrics")).status_code == 404
 
 
 def test_limits_become_grpc_options(tmp_path: Path) -> None:

@@ -60,3 +60,35 @@ def test_signal_drains_and_exits_zero(sig: signal.Signals) -> None:
     assert code == 0
     assert any("shutting down" in line for line in serve.log)
     assert any("stopped" in line for line in serve.log)
+
+
+async def test_calls_racing_a_stop_are_answered_or_refused_unavailable() -> None:
+    """Over many stops under 32 concurrent callers, every call either completes or is
+    refused UNAVAILABLE (which clients retry elsewhere); none is CANCELLED."""
+    codes: dict[str, int] = {}
+    for _ in range(30):
+        await stop_under_load(codes)
+    assert set(codes) == {"OK", "UNAVAILABLE"}, codes
+
+
+async def stop_under_load(codes: dict[str, int]) -> None:
+    """Start a server, keep 32 callers calling until each gets an error, stop it."""
+    running = await build_server(load_settings(hosts=["127.0.0.1"], port=0, threads=2))
+    image = pb.Image(data=digit_bytes(4))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        stub = pb_grpc.ImageClassifierStub(channel)
+
+        async def caller() -> None:
+            while True:
+                try:
+                    await stub.ClassifyImage(image, timeout=30)
+                except grpc.aio.AioRpcError as error:
+                    codes[error.code().name] = codes.get(error.code().name, 0) + 1
+                    return
+                codes["OK"] = codes.get("OK", 0) + 1
+
+        before = codes.get("OK", 0)
+        callers = [asyncio.ensure_future(caller()) for _ in range(32)]
+        await wait_until(lambda: codes.get("OK", 0) - before >= 64)
+        await running.stop(grace=10)
+        await asyncio.gather(*callers)

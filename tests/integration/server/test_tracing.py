@@ -16,8 +16,9 @@ from modelwire.server.app import build_server
 from modelwire.settings import load_settings
 from modelwire.tracing import Tracing, from_environment
 from tests.images import digit_bytes
+from tests.requirements import need_module
 
-sdk = pytest.importorskip("opentelemetry.sdk.trace")
+sdk = need_module("opentelemetry.sdk.trace", 'OpenTelemetry\'s SDK (pip install -e ".[tracing]")')
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
     InMemorySpanExporter,
@@ -38,7 +39,7 @@ async def test_spans_for_a_call_and_its_work(tmp_path: Path) -> None:
     exporter = InMemorySpanExporter()
     provider = sdk.TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    settings = load_settings(hosts=["127.0.0.1"], port=0, rest_port=0, data_dir=tmp_path)
+    settings = load_settings(hosts=["127.0.0.1"], port=0, rest_port="off", data_dir=tmp_path)
     server = await build_server(settings, tracing=Tracing(provider))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from modelwire.errors import FailedPrecondition
 from modelwire.server.app import RunningServer
 from tests.conftest import ServerFactory
 from tests.images import digit_bytes, digit_picture, encode, heldout_digits
+from tests.requirements import need_module
+from tests.waiting import wait_until
 
-pytest.importorskip("torch")
+need_module("torch", 'PyTorch (pip install -e ".[train]")')
 
 
 async def upload(channel: grpc.aio.Channel, dataset: str, count: int) -> None:
@@ -121,7 +124,7 @@ async def test_a_job_trains_publishes_and_serves(server: RunningServer) -> None:
             )
         ).job
         final = (await follow(stub, third.id))[-1]
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: seen.count(3) >= 4)  # the callers have reached it
         stop.set()
         await asyncio.gather(*callers)  # any failed call would raise here
         assert (final.version, final.promoted) == (3, True)
@@ -278,8 +281,7 @@ async def test_servers_sharing_a_database_share_the_jobs(
     """Replicas on one database (and data folder) see each other's jobs, watch and
     cancel them through any replica, leave a live replica's jobs alone when they
     restart, and adopt the queued jobs of a replica that is gone."""
-    monkeypatch.setattr(TrainingJobs, "HEARTBEAT_S", 0.2)
-    monkeypatch.setattr(TrainingJobs, "LEASE_S", 1.5)
+    monkeypatch.setattr(TrainingJobs, "HEARTBEAT_S", 0.2)  # leases checked often
     shared = {"data_dir": tmp_path, "database_url": database_url}
     first = await start_server(**shared)
     second = await start_server(**shared)
@@ -310,9 +312,10 @@ async def test_servers_sharing_a_database_share_the_jobs(
         queued.job.id: "QUEUED",
     }
     # The first replica goes away (its running job is interrupted) with a job still
-    # queued: once its lease runs out, the third adopts the job, trains it and serves
-    # the version.
+    # queued: once its lease runs out (the third's clock says so at once), the third
+    # adopts the job, trains it and serves the version.
     await first.stop(None)
+    third.training.clock = lambda: time.time() + TrainingJobs.LEASE_S
     async with grpc.aio.insecure_channel(f"127.0.0.1:{third.port}") as three:
         on_third = pb_grpc.TrainingServiceStub(three)
         interrupted = await on_third.GetTrainingJob(pb.GetTrainingJobRequest(id=long.job.id))

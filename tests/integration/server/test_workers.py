@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -28,9 +27,11 @@ from modelwire.api.v1 import models_pb2, models_pb2_grpc, training_pb2, training
 from modelwire.client import AsyncClient, Client, Example
 from modelwire.server.supervisor import check_reuse_port
 from modelwire.settings import load_settings
-from tests.conftest import ServeProcess, free_port, start_serve, stop_serve
+from tests import processes
+from tests.conftest import ServeProcess, start_serve, stop_serve
 from tests.images import digit_bytes, digit_picture, encode, heldout_digits
 from tests.integration.server.test_operations import samples
+from tests.requirements import need_module
 from tests.waiting import wait_until
 
 #: Connections opened per check: each lands on one worker; 16 miss one of two workers
@@ -45,15 +46,11 @@ CLASSIFY = (
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    rest_port, health_port = free_port(), free_port()
     data_dir = tmp_path_factory.mktemp("workers-data")
     serve = start_serve(
         "--host", "127.0.0.1", "--port", "0", "--workers", "2",
-        "--rest-port", str(rest_port), "--health-port", str(health_port),
-        "--data-dir", str(data_dir),
+        "--rest-port", "0", "--health-port", "0", "--data-dir", str(data_dir),
     )  # fmt: skip
-    serve.rest_port = rest_port  # type: ignore[attr-defined]
-    serve.health_port = health_port  # type: ignore[attr-defined]
     yield serve
     assert stop_serve(serve) == 0
     assert not worker_pids(serve.process.pid)  # every worker stopped with it
@@ -96,7 +93,7 @@ def worker_pids(supervisor: int) -> set[int]:
 
 
 def scrape(serve: ServeProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    reply = httpx.get(f"http://127.0.0.1:{serve.rest_port}/metrics")  # type: ignore[attr-defined]
+    reply = httpx.get(f"http://127.0.0.1:{serve.side_port('rest')}/metrics")
     assert reply.status_code == 200
     return samples(reply.text)
 
@@ -120,7 +117,7 @@ def test_connections_spread_and_metrics_add_up(workers: ServeProcess) -> None:
     assert found[key] - before == CONNECTIONS
     assert found[("modelwire_in_flight_requests", (("protocol", "grpc"),))] == 0
     # The plaintext health port is shared the same way.
-    probe = f"127.0.0.1:{workers.health_port}"  # type: ignore[attr-defined]
+    probe = f"127.0.0.1:{workers.side_port('health')}"
     for channel in connections(probe):
         with channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
@@ -154,7 +151,7 @@ def test_unload_and_load_reach_every_worker(workers: ServeProcess) -> None:
 
 
 def test_training_calls_work_through_either_worker(workers: ServeProcess) -> None:
-    pytest.importorskip("torch")
+    need_module("torch", 'PyTorch (pip install -e ".[train]")')
     pictures, labels = heldout_digits()
     examples = [
         Example(str(label), encode(digit_picture(pixels)))
@@ -224,9 +221,9 @@ def test_worker_count_setting() -> None:
 
 
 def test_a_worker_that_cannot_start_stops_them_all(tmp_path: Path) -> None:
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
-         "--rest-port", "0", "--workers", "2", "--data-dir", str(tmp_path),
+         "--rest-port", "off", "--workers", "2", "--data-dir", str(tmp_path),
          "--model-repository", str(tmp_path / "missing")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

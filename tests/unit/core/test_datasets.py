@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from modelwire.core.datasets import Datasets, DatasetStore, UploadItem, validate_label
 from modelwire.errors import AlreadyExists, InvalidInput, NotFound
 from tests.images import digit_bytes
+from tests.waiting import wait_until
 
 
 async def accept_all(data: bytes) -> None:
@@ -132,3 +136,71 @@ async def test_upload_commits_in_batches(
     assert summary.accepted == 5
     assert seen[1] == 2  # the first two were committed before the third arrived
     await datasets.close()
+
+
+@pytest.mark.parametrize("where", ["between-messages", "in-a-store-call"])
+async def test_an_upload_cancelled_at_any_point_leaves_the_store_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None, where: str
+) -> None:
+    """Cancel an upload after each of its messages, and while each of its calls on the
+    data thread is under way: whatever instant it lands at, no transaction is left
+    open, what was written is whole, and the next calls work (and are durable)."""
+    monkeypatch.setattr(Datasets, "COMMIT_EVERY", 2)  # writes inside the stream too
+    datasets = Datasets(tmp_path, database_url)
+    store = datasets.store
+    await datasets.run(store.create, "d")
+    for point in range(1, 9):
+        await cancelled_upload(datasets, where, point)
+        await wait_until(lambda: datasets.uploads == 0)
+        # The store takes new writes, from this connection and as seen by another.
+        await datasets.run(store.create, f"after-{point}")
+        await datasets.run(store.add_batch, f"after-{point}", [("1", digit_bytes(1))])
+        other = DatasetStore(tmp_path, database_url)
+        assert other.get(f"after-{point}").examples == 1
+        assert other.get("d").examples <= 5
+        for example in other.examples("d"):
+            assert hashlib.sha256(example.path.read_bytes()).hexdigest() == example.sha256
+        assert other.integrity_check() == "ok"
+        other.close()
+    await datasets.close()
+
+
+async def cancelled_upload(datasets: Datasets, where: str, point: int) -> None:
+    """An upload of 5 images, cancelled after `point` messages or during its `point`th
+    call on the data thread."""
+    real_run = datasets.run
+    tasks: list[asyncio.Task[object]] = []
+    calls = 0
+
+    async def run(function: Any, *args: object) -> Any:
+        nonlocal calls
+        calls += 1
+        pending = asyncio.ensure_future(real_run(function, *args))
+        if where == "in-a-store-call" and calls == point:
+            tasks[0].cancel()
+        return await pending
+
+    async def items() -> AsyncIterator[UploadItem]:
+        for index, digit in enumerate(range(5)):
+            if where == "between-messages" and index == point:
+                tasks[0].cancel()
+            yield UploadItem("d", str(digit), digit_bytes(digit, "BMP"))
+
+    datasets.run = run  # type: ignore[method-assign]
+    try:
+        tasks.append(
+            asyncio.ensure_future(
+                datasets.upload(
+                    items(), accept_all_bmp, max_examples=100, max_example_bytes=1 << 20
+                )
+            )
+        )
+        with contextlib.suppress(asyncio.CancelledError):
+            await tasks[0]
+    finally:
+        datasets.run = real_run  # type: ignore[method-assign]
+
+
+async def accept_all_bmp(data: bytes) -> None:
+    if not data.startswith(b"BM"):
+        raise InvalidInput("not a BMP")

@@ -5,6 +5,7 @@ import pytest
 
 from modelwire.core.training.spec import JobConfig, check_dataset, input_config, split_counts
 from modelwire.errors import FailedPrecondition, InvalidInput
+from tests.requirements import need_module
 
 
 def test_defaults_and_sizes() -> None:
@@ -51,7 +52,7 @@ def test_datasets_that_cannot_be_trained(counts: dict[str, int], message: str) -
 
 
 def test_stratified_split_holds_out_each_label() -> None:
-    pytest.importorskip("torch")
+    need_module("torch", 'PyTorch (pip install -e ".[train]")')
     from modelwire.core.training.trainer import stratified_split
 
     labels = np.array([0] * 10 + [1] * 5 + [2])

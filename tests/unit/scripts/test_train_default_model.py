@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,13 +10,14 @@ import numpy as np
 
 from modelwire.core.repository import read_model_folder
 from modelwire.core.runtime import OnnxClassifier
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_one_epoch_writes_a_servable_model(tmp_path: Path) -> None:
     out = tmp_path / "digits"
-    subprocess.run(
+    processes.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "train_default_model.py"),

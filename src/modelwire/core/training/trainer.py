@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from modelwire.core.images import decode, preprocess_batch
+from modelwire.core.images import decode, reduce, tensor_batch
 from modelwire.core.training.architectures import DigitsCNN, small_resnet
 from modelwire.core.training.export import export_onnx
 from modelwire.core.training.spec import TrainerSpec, held_out
@@ -49,8 +49,9 @@ def load(spec: TrainerSpec) -> tuple[np.ndarray, np.ndarray]:
     tensors = []
     for start in range(0, len(spec.examples), CHUNK):
         chunk = spec.examples[start : start + CHUNK]
-        images = [decode(path.read_bytes()) for path, _ in chunk]
-        tensors.append(preprocess_batch(images, preprocessing))
+        # Each picture reduced as soon as it is decoded: a chunk holds only small ones.
+        images = [reduce(decode(path.read_bytes()), preprocessing) for path, _ in chunk]
+        tensors.append(tensor_batch(images, preprocessing))
     labels = np.array([index[label] for _, label in spec.examples], dtype=np.int64)
     return np.concatenate(tensors), labels
 

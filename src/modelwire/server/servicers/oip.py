@@ -156,10 +156,24 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @staticmethod
     def _input_tensors(request: pb.ModelInferRequest) -> list[InputTensor]:
+        raw_contents = request.raw_input_contents
+        if raw_contents and len(raw_contents) != len(request.inputs):
+            raise InvalidInput(
+                f"raw_input_contents has {len(raw_contents)} entries for "
+                f"{len(request.inputs)} inputs: send one raw entry per input, in order, "
+                "or typed contents for all of them",
+                field="inputs",
+            )
         tensors = []
         for i, tensor in enumerate(request.inputs):
-            raw = request.raw_input_contents[i] if i < len(request.raw_input_contents) else None
+            raw = raw_contents[i] if raw_contents else None
             contents = tensor.contents
+            if raw is not None and contents.ByteSize():
+                raise InvalidInput(
+                    f"input {tensor.name!r} has both typed contents and raw_input_contents: "
+                    "send one or the other",
+                    field="inputs",
+                )
             values = (
                 contents.bytes_contents if tensor.datatype == "BYTES" else contents.fp32_contents
             )
