@@ -23,7 +23,10 @@ def serve_params(args: list[str]) -> dict[str, Any]:
     group = typer.main.get_command(app)
     serve = group.commands["serve"]  # type: ignore[attr-defined]
     with serve.make_context("serve", list(args)) as context:
-        return dict(context.params)
+        params = dict(context.params)
+    if params.get("rest_port") not in (None, "off"):
+        params["rest_port"] = int(params["rest_port"])  # a port, or "off"
+    return params
 
 
 def manifests() -> dict[str, dict[str, Any]]:

@@ -4,18 +4,22 @@ whose health says NOT_SERVING gets none, and one killed under load fails no call
 from __future__ import annotations
 
 import asyncio
-import threading
+import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from modelwire.client import AsyncClient, Client
+from modelwire.client import AsyncClient
 from modelwire.client._channel import channel_target
 from modelwire.errors import ModelwireError
 from modelwire.server.app import NOT_SERVING, RunningServer
+from tests import processes
 from tests.conftest import ServerFactory, start_serve, stop_serve
 from tests.images import digit_bytes
 from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def served(server: RunningServer) -> int:
@@ -65,47 +69,48 @@ def test_targets_become_one_grpc_target() -> None:
         channel_target(["a.example:1", "b.example:1"])
 
 
-@pytest.mark.soak
 def test_killing_a_replica_under_load_fails_no_call(tmp_path: Path) -> None:
+    """Three replicas, the blocking client's calls from 4 threads, one replica killed
+    with SIGKILL: every call still answers. The client runs in a process of its own, so
+    a crash there fails this test instead of the test run."""
     replicas = [
         start_serve("--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / str(i)))
         for i in range(3)
     ]
-    failures: list[str] = []
-    answered = [0]
-    changed = threading.Condition()
-    stop = threading.Event()
-    image = digit_bytes(2)
-
-    def load() -> None:
-        with Client([r.target for r in replicas], timeout=10) as client:
-            while not stop.is_set():
-                try:
-                    client.classify(image)
-                    with changed:
-                        answered[0] += 1
-                        changed.notify_all()
-                except ModelwireError as error:
-                    failures.append(f"{error.status}: {error.message}")
-
-    def wait_for_answers(count: int) -> None:
-        with changed:
-            assert changed.wait_for(lambda: answered[0] >= count, timeout=60), answered
-
-    callers = [threading.Thread(target=load) for _ in range(4)]
+    load = processes.popen(
+        [sys.executable, "-m", "tests.integration.client.blocking_load"]
+        + [r.target for r in replicas],
+        stdin=processes.PIPE,
+        stdout=processes.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert load.stdin is not None
+    assert load.stdout is not None
     try:
-        for caller in callers:
-            caller.start()
-        wait_for_answers(100)
+
+        def answered_at_least(count: int) -> None:
+            assert load.stdout is not None
+            for line in load.stdout:
+                if int(line) >= count:
+                    return
+            raise AssertionError(f"the load process ended (exit code {load.wait()})")
+
+        answered_at_least(100)
         replicas[0].process.kill()  # kill -9, mid-load
-        wait_for_answers(answered[0] + 200)
+        answered_at_least(300)
+        load.stdin.close()
+        result = json.loads(load.stdout.read().strip().splitlines()[-1])
+        assert load.wait(timeout=60) == 0
     finally:
-        stop.set()
-        for caller in callers:
-            caller.join(timeout=30)
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+        load.stdout.close()
         for replica in replicas:
             stop_serve(replica)
-    assert failures == []
+    assert result["failures"] == []
+    assert result["answered"] >= 300
 
 
 async def test_killing_a_replica_under_async_load_fails_no_call(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from modelwire.core.images import (
     decode,
     preprocess,
     preprocess_batch,
+    reduce,
 )
 from modelwire.errors import InvalidInput
 from tests.images import (
@@ -169,3 +170,36 @@ def test_a_batch_equals_its_images_one_by_one() -> None:
         assert batch.shape[0] == len(decoded)
         for row, image in zip(batch, decoded, strict=True):
             assert np.array_equal(row, preprocess(image, spec))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"quality": 50}, {"lossless": True}, {"save_all": True, "lossless": True}],
+    ids=["lossy", "lossless", "animated"],
+)
+def test_a_webp_counts_three_times_its_pixels(options: dict[str, object]) -> None:
+    """Its decoder holds a canvas and a copy of the frame beside the picture; the
+    canvas size is read from the header before Pillow creates the decoder."""
+    frames = [Image.new("RGB", (200, 100), (0, 0, 0)), Image.new("RGB", (200, 100), "white")]
+    if options.get("save_all"):
+        options = {**options, "append_images": frames[1:]}
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", **options)
+    data = buffer.getvalue()
+    assert decode(data, DecodeLimits(max_pixels=60_000)).size == (200, 100)
+    with pytest.raises(InvalidInput, match="WebP image counts 3 per pixel"):
+        decode(data, DecodeLimits(max_pixels=59_999))
+    with pytest.raises(InvalidInput, match="WebP image counts 3 per pixel"):
+        decode(data[:40], DecodeLimits(max_pixels=59_999))  # the header alone says so
+
+
+def test_reduce_keeps_only_what_preprocessing_needs() -> None:
+    spec = Preprocessing(width=28, height=28, channels=1, crop_to_content=True)
+    big = Image.new("RGBA", (3000, 2000), (10, 20, 30, 128))
+    small = reduce(big, spec)
+    assert small.mode == "L"
+    assert max(small.size) <= 16 * 28
+    assert reduce(Image.new("RGB", (3000, 2000)), Preprocessing(width=32, height=16)).size == (
+        32,
+        16,
+    )
