@@ -113,7 +113,7 @@ async def test_a_stream_with_such_an_id_leaves_nothing_in_flight(
 async def test_rest_replaces_such_ids_too(start_server: ServerFactory, bad: bytes) -> None:
     server = await start_server(rest_port=0)
     async with httpx.AsyncClient(base_url=rest_url(server)) as http:
-        answer = await http.get("/v2/health/live", headers={"x-request-id": bad})
+        answer = await http.get("/v2/health/live", headers={b"x-request-id": bad})
     assert answer.status_code == 200
     assert answer.headers["x-request-id"].encode() != bad
     assert len(answer.headers["x-request-id"]) == 16
