@@ -8,14 +8,12 @@ same and give the same errors. Every image model takes its input two ways:
   typed values; or
 - a BYTES tensor [N] of encoded images, decoded and preprocessed by the server.
 
-Raw BYTES contents are the protocol's: each element a 4-byte little-endian length, then
-that many bytes.
+Tensors are read through `modelwire.core.tensors`, the one table of the protocol's
+datatypes.
 """
 
 from __future__ import annotations
 
-import math
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +22,7 @@ import numpy as np
 
 from modelwire.core.models import ModelManager
 from modelwire.core.runtime import OnnxClassifier
+from modelwire.core.tensors import DATATYPES, from_raw, from_values, unpack_bytes
 from modelwire.errors import InvalidInput, NotReady
 
 __all__ = [
@@ -38,11 +37,9 @@ __all__ = [
     "load_model",
     "model_metadata",
     "model_ready",
-    "pack_bytes_elements",
     "parse_version",
     "repository_index",
     "server_ready",
-    "unpack_bytes_elements",
 ]
 
 PLATFORM = "onnxruntime_onnx"
@@ -152,26 +149,6 @@ def parse_version(version: str) -> int | None:
     return int(version)
 
 
-def unpack_bytes_elements(raw: bytes, count: int, tensor: str) -> list[bytes]:
-    elements, offset = [], 0
-    while offset < len(raw):
-        if offset + 4 > len(raw):
-            raise InvalidInput(f"input {tensor!r}: raw BYTES contents end inside a length prefix")
-        (length,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        if offset + length > len(raw):
-            raise InvalidInput(f"input {tensor!r}: a BYTES element runs past the raw contents")
-        elements.append(raw[offset : offset + length])
-        offset += length
-    if len(elements) != count:
-        raise InvalidInput(f"input {tensor!r}: shape says {count} elements, got {len(elements)}")
-    return elements
-
-
-def pack_bytes_elements(elements: Sequence[bytes]) -> bytes:
-    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
-
-
 def image_items(
     tensors: Sequence[InputTensor], classifier: OnnxClassifier
 ) -> list[bytes | np.ndarray]:
@@ -194,7 +171,7 @@ def image_items(
                 f"input {name!r}: a BYTES input of encoded images has shape [N], got {dims}"
             )
         if tensor.raw is not None:
-            return list(unpack_bytes_elements(tensor.raw, dims[0], name))
+            return list(unpack_bytes(tensor.raw, dims[0], name))
         if len(tensor.values) != dims[0]:
             raise InvalidInput(
                 f"input {name!r}: shape says {dims[0]} elements, got {len(tensor.values)}"
@@ -207,26 +184,12 @@ def image_items(
         )
     if len(dims) != 1 + len(shape) or dims[1:] != list(shape) or dims[0] < 1:
         raise InvalidInput(f"input {name!r}: FP32 shape must be [N, {per_image}], got {dims}")
-    count = math.prod(dims)  # Python integers: np.prod wraps around past 2**63
+    fp32 = DATATYPES["FP32"]
     if tensor.raw is not None:
-        if len(tensor.raw) != count * 4:
-            raise InvalidInput(
-                f"input {name!r}: shape {dims} needs {count * 4} bytes of FP32, "
-                f"got {len(tensor.raw)}"
-            )
-        values = np.frombuffer(tensor.raw, dtype="<f4")
+        values = from_raw(fp32, dims, tensor.raw, name)
     else:
-        try:
-            values = np.asarray(tensor.values, dtype=np.float32).reshape(-1)
-        except (TypeError, ValueError):
-            raise InvalidInput(
-                f"input {name!r}: FP32 data must be numbers, flat or nested as the shape"
-            ) from None
-        if values.size != count:
-            raise InvalidInput(
-                f"input {name!r}: shape {dims} needs {count} FP32 values, got {values.size}"
-            )
-    return list(values.astype(np.float32).reshape(dims))
+        values = from_values(fp32, dims, tensor.values, name)
+    return list(values.astype(np.float32))
 
 
 def classification_elements(

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from modelwire import __version__
-from modelwire.core import oip
+from modelwire.core import oip, tensors
 from modelwire.core.inference import Inference, InferenceEngine
 from modelwire.errors import InvalidInput
 from modelwire.rest.body import off_loop, parse_json, read_body
@@ -309,7 +309,7 @@ def _response(request: InferenceRequest, result: Inference) -> Response:
             shape = [len(probabilities), len(elements) // len(probabilities)]
             described: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": shape}
             if binary:
-                blobs.append(oip.pack_bytes_elements(elements))
+                blobs.append(tensors.pack_bytes(elements))
             else:
                 described["data"] = [e.decode() for e in elements]
         else:

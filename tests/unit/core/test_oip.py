@@ -3,32 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelwire.core.oip import (
-    classification_elements,
-    pack_bytes_elements,
-    parse_version,
-    unpack_bytes_elements,
-)
+from modelwire.core.oip import classification_elements, parse_version
 from modelwire.errors import InvalidInput
-
-
-def test_bytes_elements_round_trip() -> None:
-    elements = [b"", b"a", b"\x00\xff" * 300]
-    packed = pack_bytes_elements(elements)
-    assert unpack_bytes_elements(packed, 3, "t") == elements
-
-
-@pytest.mark.parametrize(
-    ("raw", "count", "message"),
-    [
-        (b"\x05\x00", 1, "inside a length prefix"),
-        (b"\x05\x00\x00\x00abc", 1, "runs past"),
-        (pack_bytes_elements([b"a", b"b"]), 3, "shape says 3 elements, got 2"),
-    ],
-)
-def test_bad_raw_bytes_contents(raw: bytes, count: int, message: str) -> None:
-    with pytest.raises(InvalidInput, match=message):
-        unpack_bytes_elements(raw, count, "t")
 
 
 def test_classification_ranks_each_row() -> None:

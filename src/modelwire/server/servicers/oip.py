@@ -23,11 +23,11 @@ from modelwire.core.oip import (
     load_model,
     model_metadata,
     model_ready,
-    pack_bytes_elements,
     parse_version,
     repository_index,
     server_ready,
 )
+from modelwire.core.tensors import pack_bytes
 from modelwire.errors import INTERNAL_MESSAGE, InvalidInput, ModelwireError
 from modelwire.server.status import Context, grpc_errors
 from modelwire.server.streams import answer_in_order
@@ -201,7 +201,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
                 elements = classification_elements(probabilities, result.labels, top)
                 tensor.datatype = "BYTES"
                 tensor.shape.extend([len(probabilities), len(elements) // len(probabilities)])
-                response.raw_output_contents.append(pack_bytes_elements(elements))
+                response.raw_output_contents.append(pack_bytes(elements))
             else:
                 tensor.datatype = "FP32"
                 tensor.shape.extend(probabilities.shape)

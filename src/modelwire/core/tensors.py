@@ -1,0 +1,171 @@
+"""Tensors as every transport carries them: the Open Inference Protocol's datatypes, one
+table of them (name ↔ numpy dtype ↔ bytes per element), and the checks that turn a
+request's shape and data into an array.
+
+Every size is computed in Python integers before anything is allocated, so a shape
+whose element count overflows int64, or that disagrees with the data that came with it,
+is refused with InvalidInput naming the tensor, never a wrapped count or a huge
+allocation. Raw data is little-endian, rows first; BYTES elements in raw form are each a
+4-byte little-endian length followed by that many bytes (the protocol's layout).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from modelwire.errors import InvalidInput
+
+__all__ = [
+    "DATATYPES",
+    "Datatype",
+    "datatype",
+    "element_count",
+    "from_raw",
+    "from_values",
+    "pack_bytes",
+    "to_raw",
+    "unpack_bytes",
+]
+
+
+@dataclass(frozen=True)
+class Datatype:
+    """One datatype of the protocol: its name, its numpy dtype (little-endian; object
+    for BYTES) and its size in bytes per element (0 for BYTES, whose elements vary)."""
+
+    name: str
+    dtype: np.dtype[Any]
+    size: int
+
+
+def _table() -> dict[str, Datatype]:
+    numpy_names = {
+        "BOOL": "?",
+        "UINT8": "u1",
+        "UINT16": "<u2",
+        "UINT32": "<u4",
+        "UINT64": "<u8",
+        "INT8": "i1",
+        "INT16": "<i2",
+        "INT32": "<i4",
+        "INT64": "<i8",
+        "FP16": "<f2",
+        "FP32": "<f4",
+        "FP64": "<f8",
+        "BYTES": "O",
+    }
+    table = {}
+    for name, code in numpy_names.items():
+        dtype = np.dtype(code)
+        table[name] = Datatype(name, dtype, 0 if name == "BYTES" else dtype.itemsize)
+    return table
+
+
+#: Every datatype of the protocol, by name.
+DATATYPES: dict[str, Datatype] = _table()
+
+
+def datatype(name: str, tensor: str) -> Datatype:
+    """The datatype called `name`, or InvalidInput naming the tensor and the choices."""
+    found = DATATYPES.get(name)
+    if found is None:
+        raise InvalidInput(
+            f"input {tensor!r}: unknown datatype {name[:32]!r}; the protocol's datatypes are "
+            + ", ".join(DATATYPES),
+            field="inputs",
+        )
+    return found
+
+
+def element_count(shape: Sequence[int], tensor: str) -> int:
+    """How many elements `shape` holds, in Python integers (no overflow); InvalidInput
+    for a negative dimension."""
+    if any(dim < 0 for dim in shape):
+        raise InvalidInput(
+            f"input {tensor!r}: shape {list(shape)} has a negative dimension", field="inputs"
+        )
+    return math.prod(shape)
+
+
+def from_raw(kind: Datatype, shape: Sequence[int], raw: bytes, tensor: str) -> np.ndarray:
+    """The array that `raw` holds for `shape`: its length is checked against the shape
+    before anything is allocated; BYTES give an object array of bytes."""
+    count = element_count(shape, tensor)
+    if kind.name == "BYTES":
+        elements = unpack_bytes(raw, count, tensor)
+        array = np.empty(len(elements), dtype=object)
+        array[:] = elements
+        return array.reshape(shape)
+    needed = count * kind.size
+    if len(raw) != needed:
+        raise InvalidInput(
+            f"input {tensor!r}: shape {list(shape)} needs {needed} bytes of {kind.name}, "
+            f"got {len(raw)}",
+            field="inputs",
+        )
+    return np.frombuffer(raw, dtype=kind.dtype).reshape(shape)
+
+
+def from_values(
+    kind: Datatype, shape: Sequence[int], values: Sequence[Any], tensor: str
+) -> np.ndarray:
+    """The array of typed values (flat, or nested as the shape) for `shape`; InvalidInput
+    when they are not of the datatype or their count disagrees with the shape."""
+    count = element_count(shape, tensor)
+    if kind.name == "BYTES":
+        flat = np.asarray(values, dtype=object).reshape(-1)
+        if not all(isinstance(element, bytes) for element in flat):
+            raise InvalidInput(f"input {tensor!r}: BYTES data must be byte strings", field="inputs")
+    else:
+        try:
+            flat = np.asarray(values, dtype=kind.dtype).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            noun = "true/false values" if kind.name == "BOOL" else "numbers"
+            raise InvalidInput(
+                f"input {tensor!r}: {kind.name} data must be {noun}, flat or nested as the shape",
+                field="inputs",
+            ) from None
+    if flat.size != count:
+        raise InvalidInput(
+            f"input {tensor!r}: shape {list(shape)} needs {count} {kind.name} values, "
+            f"got {flat.size}",
+            field="inputs",
+        )
+    return flat.reshape(shape)
+
+
+def to_raw(array: np.ndarray) -> bytes:
+    """The protocol's raw form of an array: little-endian, rows first; BYTES (an object
+    array of bytes) as length-prefixed elements."""
+    if array.dtype == object:
+        return pack_bytes(list(array.reshape(-1)))
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def unpack_bytes(raw: bytes, count: int, tensor: str) -> list[bytes]:
+    """The `count` elements of raw BYTES contents; InvalidInput if the contents do not
+    hold exactly that many whole elements."""
+    elements, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInput(f"input {tensor!r}: raw BYTES contents end inside a length prefix")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInput(f"input {tensor!r}: a BYTES element runs past the raw contents")
+        elements.append(raw[offset : offset + length])
+        offset += length
+    if len(elements) != count:
+        raise InvalidInput(f"input {tensor!r}: shape says {count} elements, got {len(elements)}")
+    return elements
+
+
+def pack_bytes(elements: Sequence[bytes]) -> bytes:
+    """BYTES elements in the protocol's raw form."""
+    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
