@@ -109,7 +109,12 @@ class Database:
         self.execute("COMMIT")
 
     def rollback(self) -> None:
-        self.execute("ROLLBACK")
+        """End the transaction under way, if any, undoing it (after a failed `begin`
+        too, which may have left one half-begun)."""
+        if self.postgres:
+            self._pg.rollback()  # a no-op outside a transaction
+        elif self._sqlite.in_transaction:
+            self._sqlite.execute("ROLLBACK")
 
     def integrity_check(self) -> str:
         """ "ok", or what is wrong: SQLite's own page check; for PostgreSQL (which checks

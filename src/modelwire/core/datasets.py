@@ -238,8 +238,8 @@ class DatasetStore:
         """Add (label, image) pairs in one transaction that this call begins and ends:
         committed whole, or rolled back whole if anything fails. One flag per example,
         as `add` answers it."""
-        self.begin()
         try:
+            self.begin()
             added = tuple(self.add(dataset, label, data, key) for label, data in examples)
             self.commit(dataset)
         except BaseException:

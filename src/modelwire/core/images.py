@@ -51,9 +51,9 @@ _FORMAT_NAMES = "JPEG, PNG, BMP, GIF or WebP"
 #: Pixels a WebP image counts per pixel: libwebp's animation decoder (the only one Pillow
 #: uses) keeps a canvas and a copy of the frame beside the decoded image.
 _WEBP_WEIGHT = 3
-#: Modes that Pillow resizes as they are (premultiplying alpha); others are converted
-#: to one of these first.
-_RESIZABLE = {"L", "LA", "RGB", "RGBA", "I", "F"}
+_HIGH_BIT = ("I;16", "I;16B", "I;16L", "I", "F")
+#: Pixels of a high-bit-depth image scaled to 8 bits at a time.
+_STRIP_PIXELS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -178,17 +178,19 @@ def preprocess_batch(images: Sequence[Image.Image], spec: Preprocessing) -> np.n
 def reduce(image: Image.Image, spec: Preprocessing) -> Image.Image:
     """A decoded image as small as preprocessing allows, in the model's mode (L or RGB):
     resized to the input size, or, where the grayscale clean-up needs more, to a few
-    pixels per input pixel. Never holds more than one full-size copy beside `image`, so
-    a caller that drops `image` right after keeps only the small one."""
+    pixels per input pixel. A caller that drops `image` right after keeps only the small
+    one. Pictures without transparency are converted first, as `preprocess` always did
+    (the same pixels); transparent ones are shrunk first and laid on white paper after,
+    so no full-size composite is made."""
     mode = "L" if spec.channels == 1 else "RGB"
-    top = _top_value(image)
-    if image.mode not in _RESIZABLE:
-        image = _resizable(image)
-    if "A" not in image.mode and image.mode not in ("I", "F"):
-        # Converting first is cheapest (and changes nothing: no alpha to composite).
-        image = image if image.mode == mode else image.convert(mode)
+    if image.mode in _HIGH_BIT:
+        image = _grey8(image)
+    if _transparent(image):
+        image = image if image.mode in ("LA", "RGBA") else image.convert("RGBA")
+    elif image.mode != mode:
+        image = image.convert(mode)
     small = _shrink(image, _work_side(spec)) if _cleans(spec) else _resize(image, spec)
-    return _to_mode(small, mode, top)
+    return _to_mode(small, mode)
 
 
 def tensor_batch(reduced: Sequence[Image.Image], spec: Preprocessing) -> np.ndarray:
@@ -221,23 +223,30 @@ def _work_side(spec: Preprocessing) -> int:
     return _WORK_FACTOR * max(spec.width, spec.height)
 
 
-def _top_value(image: Image.Image) -> float | None:
-    """The brightest value of a high-bit-depth image (its full range maps to 0..255)."""
-    if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return None
+def _transparent(image: Image.Image) -> bool:
+    if image.mode == "P":
+        return "transparency" in image.info
+    if image.mode == "PA":
+        return True
+    if image.mode in ("LA", "RGBA"):
+        return image.getextrema()[-1] != (255, 255)
+    return False
+
+
+def _grey8(image: Image.Image) -> Image.Image:
+    """A high-bit-depth image as 8-bit grey, its real range mapped to 0..255 (Pillow's
+    conversion would clip it), a strip of rows at a time so the float copy stays small."""
     extrema = image.getextrema()
     top = float(extrema[1]) if isinstance(extrema[1], int | float) else 0.0
-    return top or 1.0
-
-
-def _resizable(image: Image.Image) -> Image.Image:
-    if image.mode in ("P", "PA"):
-        return image.convert("RGBA")
-    if image.mode.startswith("I;16"):
-        return image.convert("I")
-    if image.mode == "1":
-        return image.convert("L")
-    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    top = top or 1.0
+    grey = Image.new("L", image.size)
+    rows = max(1, _STRIP_PIXELS // image.width)
+    for first in range(0, image.height, rows):
+        box = (0, first, image.width, min(image.height, first + rows))
+        values = np.asarray(image.crop(box), dtype=np.float64)
+        strip = np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
+        grey.paste(Image.fromarray(strip, "L"), box[:2])
+    return grey
 
 
 def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> list[Image.Image]:
@@ -292,13 +301,8 @@ def _resize(image: Image.Image, spec: Preprocessing) -> Image.Image:
     return scaled.crop((left, top, left + spec.width, top + spec.height))
 
 
-def _to_mode(image: Image.Image, mode: str, top: float | None = None) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # Pillow clips these to 0..255 when converting; scale the real range instead.
-        values = np.asarray(image, dtype=np.float64)
-        top = top or float(values.max()) or 1.0
-        image = Image.fromarray(np.clip(values / top * 255.0, 0, 255).astype(np.uint8), "L")
-    if image.mode == "P" or "A" in image.mode or image.mode == "PA":
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    if image.mode == "P" or "A" in image.mode:
         # Transparent areas become white paper, as a browser would show them.
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -83,12 +83,21 @@ def datatype(name: str, tensor: str) -> Datatype:
     return found
 
 
+#: The largest dimension an array can have (numpy's index type).
+_MAX_DIM = np.iinfo(np.intp).max
+
+
 def element_count(shape: Sequence[int], tensor: str) -> int:
     """How many elements `shape` holds, in Python integers (no overflow); InvalidInput
-    for a negative dimension."""
+    for a negative dimension or one no array can have."""
     if any(dim < 0 for dim in shape):
         raise InvalidInput(
             f"input {tensor!r}: shape {list(shape)} has a negative dimension", field="inputs"
+        )
+    if any(dim > _MAX_DIM for dim in shape):
+        raise InvalidInput(
+            f"input {tensor!r}: shape {list(shape)} has a dimension over {_MAX_DIM}",
+            field="inputs",
         )
     return math.prod(shape)
 
@@ -123,21 +132,45 @@ def from_values(
         if not all(isinstance(element, bytes) for element in flat):
             raise InvalidInput(f"input {tensor!r}: BYTES data must be byte strings", field="inputs")
     else:
-        try:
-            flat = np.asarray(values, dtype=kind.dtype).reshape(-1)
-        except (TypeError, ValueError, OverflowError):
-            noun = "true/false values" if kind.name == "BOOL" else "numbers"
-            raise InvalidInput(
-                f"input {tensor!r}: {kind.name} data must be {noun}, flat or nested as the shape",
-                field="inputs",
-            ) from None
+        flat = _typed(kind, values, tensor)
     if flat.size != count:
         raise InvalidInput(
             f"input {tensor!r}: shape {list(shape)} needs {count} {kind.name} values, "
             f"got {flat.size}",
             field="inputs",
         )
-    return flat.reshape(shape)
+    return flat.reshape(tuple(shape))
+
+
+def _typed(kind: Datatype, values: Sequence[Any], tensor: str) -> np.ndarray:
+    """Typed values as an array of the datatype, refusing what would change on the way:
+    integers from fractions or out of range, true/false from numbers, finite numbers too
+    large for a float type."""
+    noun = "true/false values" if kind.name == "BOOL" else "numbers"
+    refusal = InvalidInput(
+        f"input {tensor!r}: {kind.name} data must be {noun} that fit it, flat or nested as "
+        "the shape",
+        field="inputs",
+    )
+    try:
+        if kind.dtype.kind in "iu":
+            # Element by element: numpy would pass mixed big and small integers through
+            # float64 (losing digits) and truncate fractions without a word.
+            given = np.asarray(values, dtype=object).reshape(-1)
+            if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in given):
+                raise refusal
+            return np.array(given.tolist(), dtype=kind.dtype)  # OverflowError out of range
+        given = np.asarray(values).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        raise refusal from None
+    accepted = "b" if kind.name == "BOOL" else "iuf"
+    if given.size and given.dtype.kind not in accepted:
+        raise refusal
+    with np.errstate(over="ignore"):
+        typed = given.astype(kind.dtype)
+    if kind.dtype.kind == "f" and not np.array_equal(np.isfinite(typed), np.isfinite(given)):
+        raise refusal  # a finite value too large for the type
+    return typed
 
 
 def to_raw(array: np.ndarray) -> bytes:

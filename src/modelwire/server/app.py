@@ -117,19 +117,22 @@ class RunningServer:
         await asyncio.gather(*self.background, return_exceptions=True)
         loop = asyncio.get_running_loop()
         deadline = None if grace is None else loop.time() + grace
+        # The HTTP servers drain themselves (within the grace period) meanwhile.
+        http_stopping = [
+            asyncio.ensure_future(http.stop())
+            for http in (self.rest, self.metrics_server)
+            if http is not None
+        ]
         if self.interceptor is not None and grace is not None:
             self.interceptor.drain()
             await self.interceptor.wait_drained(grace)
         left = None if deadline is None else max(0.0, deadline - loop.time())
-        stopping = [self.server.stop(left)]
-        if self.health_server is not None:
-            stopping.append(self.health_server.stop(grace))
-        for http in (self.rest, self.metrics_server):
-            if http is not None:
-                stopping.append(http.stop())
+        stopping = [self.server.stop(left), *http_stopping]
+        if self.health_server is not None:  # it said NOT_SERVING all along
+            stopping.append(self.health_server.stop(left))
         await asyncio.gather(*stopping)
         if self.internal is not None:
-            await self.internal.stop(grace)
+            await self.internal.stop(left)
         for close in self.closers:
             await close()
         if self.training is not None:

@@ -91,19 +91,25 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._draining = True
         self._last_refusal = asyncio.get_running_loop().time()
 
-    async def wait_drained(self, timeout: float, quiet: float = 0.25) -> bool:
+    async def wait_drained(
+        self, timeout: float, quiet: float = 0.25, most_quiet: float = 1.0
+    ) -> bool:
         """Wait up to `timeout` seconds until no call is under way and none has been
         refused for `quiet` seconds (clients have seen the refusals and gone); whether
-        that happened in time."""
+        that happened in time. Clients that keep calling regardless hold the stop at
+        most `most_quiet` seconds past the last call in flight."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
+                await self._idle.wait()
+                patience = loop.time() + most_quiet
                 while True:
                     await self._idle.wait()
-                    calm = loop.time() - self._last_refusal
-                    if calm >= quiet and self._idle.is_set():
+                    now = loop.time()
+                    calm = now - self._last_refusal
+                    if calm >= quiet or now >= patience:
                         return True
-                    await asyncio.sleep(quiet - calm if calm < quiet else 0)
+                    await asyncio.sleep(min(quiet - calm, patience - now))
         except TimeoutError:
             return False
 
@@ -156,7 +162,8 @@ class _Call:
     Everything read from the call's context is read while the handler runs: once a
     call has ended (a client cancelled a stream, say), grpc may free what the context
     points to, and the wrappers' `finally` can run after that (an async generator is
-    closed late). `_end` uses only what `_begin` kept and Python-side state.
+    closed late). `_end` uses only what `_begin` kept and the call's status code (which
+    grpc keeps on the Python side).
     """
 
     def __init__(self, owner: CallInterceptor, method: str, metadata: dict[str, str]) -> None:

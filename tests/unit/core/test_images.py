@@ -203,3 +203,65 @@ def test_reduce_keeps_only_what_preprocessing_needs() -> None:
         32,
         16,
     )
+
+
+def full_size_conversion(image: Image.Image, mode: str) -> Image.Image:
+    """What preprocessing has always meant, done on the whole picture: high bit depths
+    scaled by their real range, transparency laid on white paper, then the mode."""
+    if image.mode in ("I;16", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = float(values.max()) or 1.0
+        image = Image.fromarray(np.clip(values / top * 255, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" or "A" in image.mode:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    return image.convert(mode)
+
+
+def picture_in(mode: str) -> Image.Image:
+    rng = np.random.default_rng(7)
+    grey = Image.fromarray(rng.integers(0, 255, (300, 420), dtype=np.uint8), "L")
+    if mode == "I;16":
+        return Image.fromarray((np.asarray(grey).astype(np.uint16) * 97).astype(np.uint16))
+    if mode in ("I", "F"):
+        return grey.convert(mode).point(lambda v: v * 3)
+    if mode == "RGBA-transparent":
+        image = grey.convert("RGBA")
+        image.putalpha(Image.fromarray(rng.integers(0, 255, (300, 420), dtype=np.uint8)))
+        return image
+    if mode == "P-transparent":
+        image = grey.convert("RGB").convert("P")
+        image.info["transparency"] = 0
+        return image
+    return grey.convert("RGB").convert(mode)
+
+
+SPECS = {
+    "digits": Preprocessing(
+        width=8, height=8, channels=1, resample="box", polarity="light-on-dark",
+        autocontrast=True, crop_to_content=True,
+    ),
+    "grey": Preprocessing(width=32, height=16, channels=1),
+    "photo": Preprocessing(width=64, height=64, resize="shorter-side", resize_shorter_to=72),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", sorted(SPECS))
+@pytest.mark.parametrize(
+    ("mode", "tolerance"),
+    [
+        ("L", 0.0), ("LA", 0.0), ("RGB", 0.0), ("RGBA", 0.0), ("P", 0.0), ("1", 0.0),
+        ("CMYK", 0.0), ("I;16", 0.0), ("I", 0.0), ("F", 0.0),
+        # Shrunk before compositing: premultiplied resizing rounds a little differently.
+        ("RGBA-transparent", 3 / 255), ("P-transparent", 3 / 255),
+    ],
+)  # fmt: skip
+def test_reducing_first_gives_what_full_size_conversion_gives(
+    mode: str, tolerance: float, spec: str
+) -> None:
+    preprocessing = SPECS[spec]
+    image = picture_in(mode)
+    target = "L" if preprocessing.channels == 1 else "RGB"
+    reduced = preprocess_batch([image], preprocessing)
+    reference = preprocess_batch([full_size_conversion(image, target)], preprocessing)
+    assert np.abs(reduced - reference).max() <= tolerance + 1e-6

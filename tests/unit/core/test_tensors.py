@@ -108,6 +108,12 @@ def test_counts_never_overflow_and_refuse_before_allocating() -> None:
         ("UINT8", [256], "UINT8 data must be numbers"),
         ("INT8", [-129], "INT8 data must be numbers"),
         ("FP32", [[1.0, 2.0], [3.0]], "FP32 data must be numbers"),
+        ("INT32", [1.7], "INT32 data must be numbers"),
+        ("BOOL", [5], "BOOL data must be true/false"),
+        ("BOOL", ["a"], "BOOL data must be true/false"),
+        ("FP32", [1e39], "FP32 data must be numbers that fit"),
+        ("FP16", [70_000.0], "FP16 data must be numbers that fit"),
+        ("UINT64", [-1], "UINT64 data must be numbers"),
         ("BYTES", ["text"], "BYTES data must be byte strings"),
         ("FP32", [1.0, 2.0], "needs 1 FP32 values, got 2"),
     ],
@@ -120,6 +126,9 @@ def test_bad_typed_values(name: str, values: list[object], message: str) -> None
 def test_bad_shapes_and_names() -> None:
     with pytest.raises(InvalidInput, match="negative dimension"):
         element_count([1, -1], "t")
+    with pytest.raises(InvalidInput, match="a dimension over"):
+        from_values(DATATYPES["FP32"], [0, 2**70], [], "t")
+    assert from_values(DATATYPES["INT8"], [0, 3], [], "t").shape == (0, 3)
     with pytest.raises(InvalidInput, match="unknown datatype 'FLOAT'"):
         datatype("FLOAT", "t")
     assert datatype("INT64", "t") is DATATYPES["INT64"]
