@@ -50,7 +50,9 @@ REST_MODES = ("rest", "rest-json", "oip-rest")
 
 def digits_tensor() -> np.ndarray:
     """The benchmark image as the digits model's preprocessed input, [1, 1, 8, 8]."""
-    spec = read_model_folder(DEFAULT_MODEL_DIR).config.input.preprocessing()
+    config = read_model_folder(DEFAULT_MODEL_DIR).config.input
+    assert config is not None  # an image model
+    spec = config.preprocessing()
     return preprocess(decode(IMAGE.read_bytes()), spec)[np.newaxis]
 
 

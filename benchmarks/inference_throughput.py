@@ -35,9 +35,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from processes import load, start, stop
 
-from modelwire.core.images import decode, preprocess
+from modelwire.core.images import DEFAULT_LIMITS, decode, preprocess
+from modelwire.core.opening import OpenOptions, open_version
 from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
-from modelwire.core.runtime import OnnxClassifier
+from modelwire.core.tasks.image_classification import ImageClassificationTask
 from modelwire.core.training.architectures import resnet18
 from modelwire.core.training.export import export_model_folder
 
@@ -124,11 +125,13 @@ def raw_throughput(onnx_path: Path, shape: tuple[int, ...], threads: int) -> dic
 
 def single_image_latency_ms(folder: Path, image: bytes) -> float:
     """decode + preprocess + ONNX Runtime for one image, in-process, median."""
-    classifier = OnnxClassifier(read_model_folder(folder).source(1))
+    opened = open_version(read_model_folder(folder).source(1), OpenOptions(DEFAULT_LIMITS))
+    task = opened.task
+    assert isinstance(task, ImageClassificationTask)
     times = []
     for _ in range(200):
         started = time.perf_counter()
-        classifier.run(preprocess(decode(image), classifier.preprocessing)[np.newaxis])
+        opened.run({task.input_name: preprocess(decode(image), task.preprocessing)[np.newaxis]})
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1e3)
 

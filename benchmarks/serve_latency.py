@@ -30,9 +30,10 @@ from processes import start, stop
 
 from modelwire.api.compat import image_classifier_pb2 as pb
 from modelwire.api.compat import image_classifier_pb2_grpc as pb_grpc
-from modelwire.core.images import decode, preprocess
+from modelwire.core.images import DEFAULT_LIMITS, decode, preprocess
+from modelwire.core.opening import OpenOptions, open_version
 from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
-from modelwire.core.runtime import OnnxClassifier
+from modelwire.core.tasks.image_classification import ImageClassificationTask
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = (ROOT / "examples" / "document_client" / "image.jpg").read_bytes()
@@ -66,11 +67,15 @@ def grpc_latencies(port: int, calls: int) -> np.ndarray:
 
 
 def in_process_latencies(calls: int) -> np.ndarray:
-    classifier = OnnxClassifier(read_model_folder(DEFAULT_MODEL_DIR).source(1))
+    opened = open_version(
+        read_model_folder(DEFAULT_MODEL_DIR).source(1), OpenOptions(DEFAULT_LIMITS)
+    )
+    task = opened.task
+    assert isinstance(task, ImageClassificationTask)
     times = np.empty(calls)
     for i in range(calls):
         start = time.perf_counter()
-        classifier.run(preprocess(decode(IMAGE), classifier.preprocessing)[np.newaxis])
+        opened.run({task.input_name: preprocess(decode(IMAGE), task.preprocessing)[np.newaxis]})
         times[i] = time.perf_counter() - start
     return times
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from modelwire.core.repository import DEFAULT_MODEL_DIR
+import numpy as np
+
+from modelwire.core.images import DEFAULT_LIMITS
+from modelwire.core.opening import OpenOptions, open_version
+from modelwire.core.repository import DEFAULT_MODEL_DIR, ModelSource
+from modelwire.core.tasks.image_classification import ImageClassificationTask
 
 
 def add_model(
@@ -34,3 +39,19 @@ def add_version(folder: Path, version: int) -> Path:
     target.mkdir()
     shutil.copy(DEFAULT_MODEL_DIR / "1" / "model.onnx", target / "model.onnx")
     return target
+
+
+class Classifier:
+    """A model version opened as the server opens it, run straight on preprocessed
+    batches: backend, then the image task's scores → probabilities."""
+
+    def __init__(self, source: ModelSource) -> None:
+        self.source = source
+        self.opened = open_version(source, OpenOptions(DEFAULT_LIMITS))
+        task = self.opened.task
+        assert isinstance(task, ImageClassificationTask)
+        self.task = task
+        self.preprocessing = task.preprocessing
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.opened.run({self.task.input_name: batch})[self.task.output_name]

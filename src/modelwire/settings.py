@@ -186,6 +186,18 @@ class Settings(BaseSettings):
         "unload removed ones (0: never; use the Models API instead).",
     )
 
+    device: str = Field(
+        "cpu",
+        pattern=r"^(cpu|auto|cuda(:[0-9]{1,3})?)$",
+        description='Where ONNX models run unless their model.toml [runtime] says: "cpu", '
+        '"cuda", "cuda:N" or "auto" (the best provider this ONNX Runtime has).',
+    )
+    allow_python_models: bool = Field(
+        False,
+        description="Serve Python models (model.py in the repository): they run repository "
+        "code inside the server, so only from repositories you trust.",
+    )
+
     workers: int | Literal["auto"] = Field(
         1,
         description="Server processes sharing the ports (SO_REUSEPORT), each with its own "

@@ -160,6 +160,17 @@ def serve(
         str | None,
         typer.Option(help="Server processes sharing the ports (default 1; auto: one per CPU)."),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Where ONNX models run unless model.toml says: cpu, cuda, cuda:N, auto."),
+    ] = None,
+    allow_python_models: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-python-models/--no-python-models",
+            help="Serve Python models (model.py): runs repository code in the server.",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file with settings (flags and env win).")
     ] = None,
@@ -198,6 +209,8 @@ def serve(
             insecure=insecure,
             tokens_file=tokens,
             max_concurrent_rpcs=max_concurrent_rpcs,
+            device=device,
+            allow_python_models=allow_python_models,
             max_concurrent_streams=max_concurrent_streams,
             keepalive_min_ping_interval_s=keepalive_min_ping_interval,
             keepalive_max_ping_strikes=keepalive_max_ping_strikes,

@@ -1,13 +1,15 @@
 """The dynamic batcher: many callers → one batched run → one result each.
 
-Callers `await submit(item)`. One worker task per batcher waits for the first item, then
-for a free slot (at most `concurrency` batches run at once), then gathers until the batch
-is full or `max_queue_delay_s` has passed since the first item was queued, and hands the
-batch to `run_batch` in the executor. Items whose callers have gone (cancelled, or past
-their deadline, which grpc turns into a cancel) are dropped before running. `run_batch`
-returns one result or one exception per item, so one bad input fails only its own caller;
-if it raises, or returns the wrong number of results, every caller of that batch gets the
-error.
+Callers `await submit(item, key=..., rows=...)`. One worker task per batcher waits for the
+first item, then for a free slot (at most `concurrency` batches run at once), then
+gathers until the batch is full (`max_batch_size` rows) or `max_queue_delay_s` has passed
+since the first item was queued, and hands the batch to `run_batch` in the executor. A
+batch holds items of one key only (tensors whose non-batch dims agree): the first queued
+item's; the others wait, in order, for a batch of their own. Items whose callers have
+gone (cancelled, or past their deadline, which grpc turns into a cancel) are dropped
+before running. `run_batch` returns one result or one exception per item, so one bad
+input fails only its own caller; if it raises, or returns the wrong number of results,
+every caller of that batch gets the error.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -54,6 +56,8 @@ class _Pending(Generic[T, R]):
     item: T
     future: asyncio.Future[R]
     queued_at: float
+    key: Hashable
+    rows: int
     timing: Timing | None = None
 
 
@@ -89,6 +93,7 @@ class Batcher(Generic[T, R]):
         self.name = name
         self.stats = BatchStats()
         self._queue: deque[_Pending[T, R]] = deque()
+        self._queued_rows = 0
         self._arrived = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[None]] = set()
@@ -99,13 +104,15 @@ class Batcher(Generic[T, R]):
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    async def submit(self, item: T) -> R:
-        """Queue one item and wait for its result. Raises Overloaded at once when the queue
-        is full, NotReady once the batcher is closed."""
-        result, _ = await self.submit_timed(item)
+    async def submit(self, item: T, *, key: Hashable = None, rows: int = 1) -> R:
+        """Queue one item of `rows` rows and wait for its result. Raises Overloaded at
+        once when the queue is full, NotReady once the batcher is closed."""
+        result, _ = await self.submit_timed(item, key=key, rows=rows)
         return result
 
-    async def submit_timed(self, item: T) -> tuple[R, Timing]:
+    async def submit_timed(
+        self, item: T, *, key: Hashable = None, rows: int = 1
+    ) -> tuple[R, Timing]:
         """As submit, with where the item's time went."""
         if self._closed:
             raise NotReady(f"{self.name} is unloading: retry, the next call goes elsewhere")
@@ -116,8 +123,9 @@ class Batcher(Generic[T, R]):
             )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        pending = _Pending(item, future, loop.time())
+        pending = _Pending(item, future, loop.time(), key, rows)
         self._queue.append(pending)
+        self._queued_rows += rows
         self._arrived.set()
         result = await future
         assert pending.timing is not None  # set before any result
@@ -133,6 +141,7 @@ class Batcher(Generic[T, R]):
             pending = self._queue.popleft()
             if not pending.future.done():
                 pending.future.set_exception(NotReady(f"{self.name} was unloaded: retry"))
+        self._queued_rows = 0
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
 
@@ -161,7 +170,7 @@ class Batcher(Generic[T, R]):
         if self.max_queue_delay_s <= 0:
             return
         deadline = self._queue[0].queued_at + self.max_queue_delay_s
-        while len(self._queue) < self.max_batch_size:
+        while self._queued_rows < self.max_batch_size:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -173,13 +182,28 @@ class Batcher(Generic[T, R]):
                 return
 
     def _take(self) -> list[_Pending[T, R]]:
+        """The first live item and the items queued after it with its key, up to
+        max_batch_size rows; the rest stay queued in order."""
         batch: list[_Pending[T, R]] = []
-        while self._queue and len(batch) < self.max_batch_size:
+        kept: deque[_Pending[T, R]] = deque()
+        rows = 0
+        while self._queue:
             pending = self._queue.popleft()
             if pending.future.done():  # the caller cancelled or its deadline passed
                 self.stats.dropped += 1
-            else:
+                self._queued_rows -= pending.rows
+            elif not batch or (
+                pending.key == batch[0].key and rows + pending.rows <= self.max_batch_size
+            ):
                 batch.append(pending)
+                rows += pending.rows
+                self._queued_rows -= pending.rows
+            else:
+                kept.append(pending)
+                if rows >= self.max_batch_size:
+                    break
+        kept.extend(self._queue)
+        self._queue = kept
         return batch
 
     async def _run(self, batch: list[_Pending[T, R]]) -> None:

@@ -1,8 +1,9 @@
-"""The data plane: image bytes → the named model version's batcher → ranked classes.
+"""Inference: resolve model/version → task.encode → batcher → backend → task.finish.
 
-Transport-neutral: the gRPC servicers (and later the REST gateway) call `classify` and
-turn its result or its ModelwireError into their own messages. Decoding and inference
-run in the engine's thread pool, a batch at a time, never on the event loop.
+Transport-neutral: the gRPC servicers and the REST gateway call `classify` (the image
+task's answer) or `infer` (tensors, the Open Inference Protocol's view) and turn the
+result or its ModelwireError into their own messages. Encoding and inference run in
+the engine's thread pool, a batch at a time, never on the event loop.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import numpy as np
 
 from modelwire.core.batching import BatchObserver, Timing
 from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits, decode
-from modelwire.core.models import ModelManager
-from modelwire.core.runtime import OnnxClassifier
+from modelwire.core.models import ModelManager, ServedVersion
+from modelwire.core.tasks import Item, item_key, item_rows
+from modelwire.core.tasks.image_classification import ImageClassificationTask
+from modelwire.core.tensors import NamedTensors, check_tensors
 from modelwire.errors import InvalidInput, NotReady
 
-__all__ = ["ClassScore", "Classification", "Inference", "InferenceEngine"]
+__all__ = ["ClassScore", "Classification", "InferenceEngine", "TensorResult"]
 
 MAX_TOP_K = 1000
 
@@ -48,17 +51,14 @@ class Classification:
 
 
 @dataclass(frozen=True)
-class Inference:
-    """Probabilities [N, classes] from one model version, with what describes them."""
+class TensorResult:
+    """Every output of one model version for one request, with the model's labels
+    (for the classification extension; empty when the model has none)."""
 
     model: str
     version: int
-    classifier: OnnxClassifier
-    probabilities: np.ndarray
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.classifier.source.labels
+    outputs: NamedTensors
+    labels: tuple[str, ...]
 
 
 class InferenceEngine:
@@ -73,6 +73,8 @@ class InferenceEngine:
         default_model: str | None = None,
         observe: Callable[[str, int], BatchObserver] | None = None,
         on_timing: TimingHook | None = None,
+        device: str = "cpu",
+        allow_python_models: bool = False,
     ) -> None:
         self._on_timing = on_timing
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="modelwire-infer")
@@ -83,6 +85,8 @@ class InferenceEngine:
             limits=limits,
             default_model=default_model,
             observe=observe,
+            device=device,
+            allow_python_models=allow_python_models,
         )
         self._closed = False
         self._in_flight = 0
@@ -97,6 +101,8 @@ class InferenceEngine:
         default_model: str | None = None,
         observe: Callable[[str, int], BatchObserver] | None = None,
         on_timing: TimingHook | None = None,
+        device: str = "cpu",
+        allow_python_models: bool = False,
     ) -> InferenceEngine:
         """Create the engine and load every model in the repositories; `observe(model,
         version)` gives each version's batcher an observer (for metrics)."""
@@ -107,6 +113,8 @@ class InferenceEngine:
             default_model=default_model,
             observe=observe,
             on_timing=on_timing,
+            device=device,
+            allow_python_models=allow_python_models,
         )
         await engine.models.load_all()
         return engine
@@ -121,25 +129,22 @@ class InferenceEngine:
     ) -> Classification:
         """Classify one encoded image. Raises InvalidInput, NotFound, NotReady or
         Overloaded (queue full)."""
-        if self._closed:
-            raise NotReady("the server is shutting down: retry on another replica")
+        self._check_open()
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidInput(
                 f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}", field="top_k"
             )
         served = self.models.resolve(model, version)
-        batcher, classifier = served.batcher, served.classifier
-        assert batcher is not None  # a READY version has both
-        assert classifier is not None
-        self._in_flight += 1
-        try:
-            with served.use():
-                probabilities, timing = await batcher.submit_timed(data)
-            if self._on_timing is not None:
-                self._on_timing(served.model, served.version, timing)
-        finally:
-            self._in_flight -= 1
-        labels = classifier.source.labels
+        task = served.task
+        if not isinstance(task, ImageClassificationTask):
+            raise InvalidInput(
+                f"model {served.model!r} is a {task.name} model, not an image classifier: "
+                "call it with the Open Inference Protocol (ModelInfer)",
+                field="model",
+            )
+        outputs = await self._submit(served, [data])
+        probabilities = outputs[task.output_name][0]
+        labels = task.labels
         count = min(top_k, len(labels))
         if count == 1:
             ranked = [int(np.argmax(probabilities))]
@@ -148,40 +153,76 @@ class InferenceEngine:
         classes = tuple(ClassScore(labels[i], i, float(probabilities[i])) for i in ranked)
         return Classification(served.model, served.version, classes)
 
-    async def infer(
-        self,
-        items: Sequence[bytes | np.ndarray],
-        model: str = "",
-        version: int | None = None,
-    ) -> Inference:
-        """Class probabilities for several encoded images or preprocessed tensors (one
-        image each, the model's per-image input shape, float32), all through the model's
-        batcher. The first item that fails fails the whole call."""
-        if self._closed:
-            raise NotReady("the server is shutting down: retry on another replica")
-        served = self.models.resolve(model, version)
-        batcher, classifier = served.batcher, served.classifier
-        assert batcher is not None  # a READY version has both
-        assert classifier is not None
+    async def infer(self, served: ServedVersion, items: Sequence[Item]) -> TensorResult:
+        """Every output of a version for one request: its tensors as one item (checked
+        here against the model's inputs), or for an image model encoded images, one item
+        each. A request of more rows than a batch holds runs as several batches. The
+        first item that fails fails the whole call."""
+        self._check_open()
+        pipeline = served.opened.pipeline if served.opened is not None else None
+        if pipeline is not None:
+            (tensors,) = items
+            check_tensors(pipeline.inputs, _tensors(tensors), batched=True)
+            with served.use():
+                outputs = await pipeline.run(_tensors(tensors), self._step)
+            return TensorResult(served.model, served.version, outputs, ())
+        info = served.backend.info
+        work: list[Item] = []
         for item in items:
-            if isinstance(item, np.ndarray) and item.shape != classifier.input_shape:
-                raise InvalidInput(
-                    f"each input must have shape {list(classifier.input_shape)}, got "
-                    f"{list(item.shape)}",
-                    field="inputs",
+            if isinstance(item, bytes):
+                work.append(item)
+                continue
+            rows = check_tensors(served.task.inputs, item, info.batched)
+            if info.batched and rows > info.max_batch_size:
+                size = info.max_batch_size
+                work.extend(
+                    {name: array[start : start + size] for name, array in item.items()}
+                    for start in range(0, rows, size)
                 )
+            else:
+                work.append(item)
+        outputs = await self._submit(served, work)
+        assert served.opened is not None
+        return TensorResult(served.model, served.version, outputs, served.opened.labels)
+
+    async def infer_tensors(
+        self, model: str, version: int | None, inputs: NamedTensors
+    ) -> TensorResult:
+        """`infer` by model name, for one request of tensors."""
+        return await self.infer(self.models.resolve(model, version), [inputs])
+
+    async def _step(self, model: str, version: int | None, inputs: NamedTensors) -> NamedTensors:
+        return (await self.infer_tensors(model, version, inputs)).outputs
+
+    async def _submit(self, served: ServedVersion, items: Sequence[Item]) -> NamedTensors:
+        """Every item through the version's batcher; their outputs, rows in item order."""
+        batcher = served.batcher
+        assert batcher is not None  # a READY version has one
+        batched = served.backend.info.batched
         self._in_flight += 1
         try:
             with served.use():
-                answers = await asyncio.gather(*(batcher.submit_timed(item) for item in items))
+                answers = await asyncio.gather(
+                    *(
+                        batcher.submit_timed(
+                            item, key=item_key(item, batched), rows=item_rows(item, batched)
+                        )
+                        for item in items
+                    )
+                )
             if self._on_timing is not None:
                 for _, timing in answers:
                     self._on_timing(served.model, served.version, timing)
-            rows = [row for row, _ in answers]
         finally:
             self._in_flight -= 1
-        values = np.stack(rows) if rows else np.empty((0, len(classifier.source.labels)))
-        return Inference(served.model, served.version, classifier, values)
+        if len(answers) == 1:
+            return answers[0][0]
+        names = answers[0][0].keys()
+        return {name: np.concatenate([out[name] for out, _ in answers]) for name in names}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NotReady("the server is shutting down: retry on another replica")
 
     async def check_image(self, data: bytes) -> None:
         """Decode an image as classification would (in the engine's threads), raising
@@ -194,3 +235,9 @@ class InferenceEngine:
         self._closed = True
         await self.models.close()
         await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+
+def _tensors(item: Item) -> NamedTensors:
+    if isinstance(item, bytes):
+        raise InvalidInput("a pipeline takes tensors, not encoded bytes", field="inputs")
+    return item

@@ -1,10 +1,12 @@
 """The served models: loading, versions, states, draining, and the repository poller.
 
 Every model found in the repositories is loaded at start. Each served version has a
-state (LOADING, READY, UNLOADING, FAILED with a reason), its ONNX Runtime sessions and
-its own dynamic batcher. A reload builds the new versions first, switches requests to
-them in one step, then lets the old versions finish what they hold before closing them,
-so no request in flight fails because of a reload.
+state (LOADING, READY, UNLOADING, FAILED with a reason), its backend (what runs a
+batch), its task (what turns requests into tensors and tensors into answers) and its own
+dynamic batcher; this module knows neither tensors nor tasks, only how to open them. A
+reload builds the new versions first, switches requests to them in one step, then lets
+the old versions finish what they hold before closing them, so no request in flight
+fails because of a reload.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -21,11 +22,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-from PIL import Image
-
+from modelwire.core.backends import Backend
 from modelwire.core.batching import Batcher, BatchObserver
-from modelwire.core.images import DecodeLimits, decode, reduce, tensor_batch
+from modelwire.core.images import DecodeLimits
+from modelwire.core.opening import Opened, OpenOptions, open_version
+from modelwire.core.plane import run_batch
 from modelwire.core.repository import (
     ModelFolder,
     find_models,
@@ -33,8 +34,9 @@ from modelwire.core.repository import (
     read_model_folder,
     validate_name,
 )
-from modelwire.core.runtime import OnnxClassifier
-from modelwire.errors import InvalidInput, ModelwireError, NotFound, NotReady
+from modelwire.core.tasks import Item, Task
+from modelwire.core.tensors import NamedTensors
+from modelwire.errors import InvalidInput, NotFound, NotReady
 
 __all__ = [
     "ModelManager",
@@ -67,6 +69,8 @@ class VersionStatus:
     version: int
     state: VersionState
     reason: str = ""
+    #: Where it runs: an ONNX Runtime execution provider, "python" or "pipeline".
+    device: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,15 +84,15 @@ class ModelStatus:
 
 
 class ServedVersion:
-    """One version of one model: its sessions, its batcher and who is using it."""
+    """One version of one model: its backend, task, batcher and who is using it."""
 
     def __init__(self, model: str, version: int) -> None:
         self.model = model
         self.version = version
         self.state = VersionState.LOADING
         self.reason = ""
-        self.classifier: OnnxClassifier | None = None
-        self.batcher: Batcher[bytes | np.ndarray, np.ndarray] | None = None
+        self.opened: Opened | None = None
+        self.batcher: Batcher[Item, NamedTensors] | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -116,78 +120,23 @@ class ServedVersion:
         if self.batcher is not None:
             await self.batcher.close()
         self.batcher = None
-        self.classifier = None
+        if self.opened is not None and self.opened.backend is not None:
+            self.opened.backend.close()
+
+    @property
+    def task(self) -> Task:
+        assert self.opened is not None  # a READY version has it
+        return self.opened.task
+
+    @property
+    def backend(self) -> Backend:
+        assert self.opened is not None
+        assert self.opened.backend is not None
+        return self.opened.backend
 
     def status(self) -> VersionStatus:
-        return VersionStatus(self.version, self.state, self.reason)
-
-
-def classify_batch(
-    classifier: OnnxClassifier,
-    limits: DecodeLimits,
-    items: list[bytes | np.ndarray],
-    phases: dict[str, float],
-) -> list[np.ndarray | BaseException]:
-    """Decode and reduce each encoded image (a bad one fails alone), then preprocess
-    them together; take preprocessed tensors as they are; run everything as one batch.
-    Records the seconds spent decoding and preprocessing ("decode") and in the model
-    ("inference").
-
-    Each image is reduced right after it is decoded and its full-size picture dropped,
-    so a batch holds one full-size picture at a time, not one per image."""
-    started = time.perf_counter()
-    spec = classifier.preprocessing
-    results: list[np.ndarray | BaseException | None] = [None] * len(items)
-    ready: dict[int, np.ndarray] = {}
-    reduced: list[Image.Image] = []
-    slots: list[int] = []
-    for index, item in enumerate(items):
-        if isinstance(item, np.ndarray):
-            ready[index] = item
-            continue
-        try:
-            reduced.append(reduce(decode(item, limits), spec))
-            slots.append(index)
-        except ModelwireError as error:
-            results[index] = error
-        except Exception as error:
-            log.exception("unexpected error preparing an image for %s", classifier.source.name)
-            results[index] = error
-    if reduced:
-        try:
-            tensors = tensor_batch(reduced, spec)
-        except Exception:
-            log.exception("unexpected error preparing images for %s", classifier.source.name)
-            tensors = _one_by_one(reduced, classifier, slots, results)
-        ready.update(zip(slots, tensors, strict=True))
-    prepared = time.perf_counter()
-    phases["decode"] = prepared - started
-    if ready:
-        order = sorted(ready)
-        probabilities = classifier.run(np.stack([ready[index] for index in order]))
-        phases["inference"] = time.perf_counter() - prepared
-        for index, row in zip(order, probabilities, strict=True):
-            results[index] = row
-    return [r if r is not None else RuntimeError("no result") for r in results]
-
-
-def _one_by_one(
-    reduced: list[Image.Image],
-    classifier: OnnxClassifier,
-    slots: list[int],
-    results: list[np.ndarray | BaseException | None],
-) -> np.ndarray:
-    """Preprocess images one at a time, so one that breaks preprocessing fails alone;
-    `slots` keeps only the indices of the images that made it."""
-    tensors, kept = [], []
-    for image, index in zip(reduced, slots, strict=True):
-        try:
-            tensors.append(tensor_batch([image], classifier.preprocessing)[0])
-            kept.append(index)
-        except Exception as error:
-            results[index] = error
-    slots[:] = kept
-    return np.stack(tensors) if tensors else np.empty((0,))
+        device = self.opened.device if self.opened is not None else ""
+        return VersionStatus(self.version, self.state, self.reason, device)
 
 
 class _Model:
@@ -204,6 +153,11 @@ class _Model:
 
     def ready_versions(self) -> list[ServedVersion]:
         return [v for v in self.versions.values() if v.state == VersionState.READY]
+
+    @property
+    def step_models(self) -> list[str]:
+        """The models a pipeline's steps run (none for other models)."""
+        return self.folder.config.step_models if self.folder is not None else []
 
 
 # (model name, serving?) with None once the model is gone from the repository.
@@ -228,11 +182,13 @@ class ModelManager:
         limits: DecodeLimits,
         default_model: str | None = None,
         observe: Callable[[str, int], BatchObserver] | None = None,
+        device: str = "cpu",
+        allow_python_models: bool = False,
     ) -> None:
         self._repositories = list(repositories)
         self._observe = observe
         self._executor = executor
-        self._limits = limits
+        self._options = OpenOptions(limits, device, allow_python_models)
         self._default = default_model
         self._models: dict[str, _Model] = {}
         self._listeners: list[Listener] = []
@@ -273,6 +229,9 @@ class ModelManager:
         else:
             state = ModelState.UNAVAILABLE
         reason = model.reason
+        missing = self._missing_step(name)
+        if state == ModelState.READY and missing:
+            state, reason = ModelState.UNAVAILABLE, missing
         if not reason and state == ModelState.FAILED:
             reason = next(v.reason for v in versions.values() if v.reason)
         if not reason and not model.loaded:
@@ -293,7 +252,21 @@ class ModelManager:
 
     def is_serving(self, name: str) -> bool:
         model = self._models.get(name)
-        return bool(model and model.ready_versions())
+        return bool(model and model.ready_versions()) and not self._missing_step(name)
+
+    def _missing_step(self, name: str, seen: frozenset[str] = frozenset()) -> str:
+        """For a pipeline, why a step cannot run now (empty when every step can)."""
+        model = self._models.get(name)
+        if model is None or not model.step_models:
+            return ""
+        for step in model.step_models:
+            other = self._models.get(step)
+            if step in seen or other is None or not other.ready_versions():
+                return f"step model {step!r} is not served"
+            deeper = self._missing_step(step, seen | {name})
+            if deeper:
+                return f"step model {step!r} cannot serve: {deeper}"
+        return ""
 
     def resolve(self, name: str, version: int | None = None) -> ServedVersion:
         """The READY version a request should use. Raises InvalidInput for a bad name,
@@ -315,9 +288,12 @@ class ModelManager:
             if served.state != VersionState.READY:
                 detail = f": {served.reason}" if served.reason else ""
                 raise NotReady(f"model {name!r} version {version} is {served.state}{detail}")
+            missing = self._missing_step(name)
+            if missing:
+                raise NotReady(f"model {name!r} is UNAVAILABLE: {missing}")
             return served
         ready = model.ready_versions()
-        if not ready:
+        if not ready or self._missing_step(name):
             status = self.status(name)
             detail = f": {status.reason}" if status.reason else ""
             raise NotReady(f"model {name!r} is {status.state}{detail}")
@@ -341,10 +317,13 @@ class ModelManager:
         serving is None once the model has been removed from the repository."""
         self._listeners.append(listener)
 
-    def _notify(self, name: str) -> None:
+    def _notify(self, name: str, seen: frozenset[str] = frozenset()) -> None:
         serving = self.is_serving(name) if name in self._models else None
         for listener in self._listeners:
             listener(name, serving)
+        for other, model in self._models.items():  # pipelines that run this model
+            if name in model.step_models and other not in seen:
+                self._notify(other, seen | {name})
 
     # --- changes -------------------------------------------------------------------
 
@@ -378,6 +357,12 @@ class ModelManager:
                 model.reason = error.message
                 self._notify(name)
                 return self.status(name)
+            cycle = self._cycle(name, folder.config.step_models)
+            if cycle:
+                model.reason = f"{name}/model.toml: its steps run it again ({cycle}): a cycle"
+                log.warning("model %s failed to load: %s", name, model.reason)
+                self._notify(name)
+                return self.status(name)
             model.folder, model.reason, model.loaded = folder, "", True
             model.loading = {v: ServedVersion(name, v) for v in folder.versions}
             for served in model.loading.values():
@@ -403,8 +388,8 @@ class ModelManager:
     async def _open(self, folder: ModelFolder, served: ServedVersion) -> None:
         loop = asyncio.get_running_loop()
         try:
-            classifier = await loop.run_in_executor(
-                self._executor, OnnxClassifier, folder.source(served.version)
+            opened = await loop.run_in_executor(
+                self._executor, open_version, folder.source(served.version), self._options
             )
         except InvalidInput as error:
             served.state, served.reason = VersionState.FAILED, error.message
@@ -413,11 +398,14 @@ class ModelManager:
             )
             return
         batching = folder.config.batching
-        served.classifier = classifier
+        served.opened = opened
+        if opened.backend is None:  # a pipeline: its steps' batchers batch
+            served.state = VersionState.READY
+            return
         served.batcher = Batcher(
-            functools.partial(classify_batch, classifier, self._limits),
+            functools.partial(run_batch, opened.task, opened.backend),
             executor=self._executor,
-            max_batch_size=batching.max_batch_size,
+            max_batch_size=max(1, opened.backend.info.max_batch_size),
             max_queue_delay_s=batching.max_queue_delay_ms / 1000,
             max_queue_size=batching.max_queue_size,
             concurrency=folder.config.instances,
@@ -425,6 +413,19 @@ class ModelManager:
             observer=self._observe(folder.name, served.version) if self._observe else None,
         )
         served.state = VersionState.READY
+
+    def _cycle(self, name: str, steps: Sequence[str], path: tuple[str, ...] = ()) -> str:
+        """The chain of pipelines by which `name`'s steps lead back to it, if any."""
+        for step in steps:
+            chain = (*path, step)
+            if step == name:
+                return " → ".join((name, *chain))
+            other = self._models.get(step)
+            if other is not None and step not in path:
+                found = self._cycle(name, other.step_models, chain)
+                if found:
+                    return found
+        return ""
 
     async def unload(self, name: str, *, announce: bool = True) -> ModelStatus:
         """Stop serving every version of a model once its requests in flight finish."""

@@ -1,12 +1,11 @@
-"""The Open Inference Protocol (KServe v2) for image classifiers, free of any transport.
+"""The Open Inference Protocol (KServe v2), free of any transport.
 
 The gRPC service and the REST gateway both speak the protocol; they parse their own wire
 form into these objects and call these rules, so both accept the same inputs, answer the
-same and give the same errors. Every image model takes its input two ways:
-
-- the preprocessed FP32 tensor [N, *per-image shape], as raw little-endian bytes or as
-  typed values; or
-- a BYTES tensor [N] of encoded images, decoded and preprocessed by the server.
+same and give the same errors. A request's tensors are checked against the model's
+inputs (name, datatype, shape, then data length, before anything is allocated) and go
+to the engine as they are. An image model also takes a BYTES tensor [N] of encoded
+images, decoded and preprocessed by the server.
 
 Tensors are read through `modelwire.core.tensors`, the one table of the protocol's
 datatypes.
@@ -20,29 +19,35 @@ from typing import Any
 
 import numpy as np
 
-from modelwire.core.models import ModelManager
-from modelwire.core.runtime import OnnxClassifier
-from modelwire.core.tensors import DATATYPES, from_raw, from_values, unpack_bytes
+from modelwire.core.models import ModelManager, ServedVersion
+from modelwire.core.tasks import Item
+from modelwire.core.tensors import (
+    DATATYPES,
+    TensorSpec,
+    check_shape,
+    from_raw,
+    from_values,
+    model_inputs,
+)
 from modelwire.errors import InvalidInput, NotReady
 
 __all__ = [
     "EXTENSIONS",
-    "PLATFORM",
     "InputTensor",
     "ModelMetadata",
     "RepositoryEntry",
     "TensorMetadata",
     "classification_elements",
-    "image_items",
     "load_model",
     "model_metadata",
     "model_ready",
     "parse_version",
     "repository_index",
+    "request_items",
+    "select_outputs",
     "server_ready",
 ]
 
-PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ("classification", "model_repository", "binary_tensor_data")
 
 
@@ -97,18 +102,28 @@ def model_ready(models: ModelManager, name: str, version: str) -> bool:
 
 def model_metadata(models: ModelManager, name: str, version: str) -> ModelMetadata:
     served = models.resolve(name, parse_version(version))
-    classifier = served.classifier
-    assert classifier is not None  # a READY version has one
+    assert served.opened is not None  # a READY version is open
     status = models.status(served.model)
+    batched = batched_version(served)
     return ModelMetadata(
         name=served.model,
         versions=[str(v.version) for v in status.versions if v.state == "READY"],
-        platform=PLATFORM,
-        inputs=[TensorMetadata(classifier.input_name, "FP32", [-1, *classifier.input_shape])],
-        outputs=[
-            TensorMetadata(classifier.output_name, "FP32", [-1, len(classifier.source.labels)])
-        ],
+        platform=served.opened.platform,
+        inputs=[_described(spec, batched) for spec in served.task.inputs],
+        outputs=[_described(spec, batched) for spec in served.task.outputs],
     )
+
+
+def batched_version(served: ServedVersion) -> bool:
+    """Whether the version's tensors have a batch axis (a pipeline's always do)."""
+    assert served.opened is not None
+    backend = served.opened.backend
+    return backend is None or backend.info.batched
+
+
+def _described(spec: TensorSpec, batched: bool) -> TensorMetadata:
+    shape = [-1, *spec.shape] if batched else list(spec.shape)
+    return TensorMetadata(spec.name, spec.datatype, shape)
 
 
 def repository_index(models: ModelManager, ready_only: bool) -> list[RepositoryEntry]:
@@ -149,60 +164,108 @@ def parse_version(version: str) -> int | None:
     return int(version)
 
 
-def image_items(
-    tensors: Sequence[InputTensor], classifier: OnnxClassifier
-) -> list[bytes | np.ndarray]:
-    """The request's images, one item each, for `InferenceEngine.infer`."""
-    name, shape = classifier.input_name, classifier.input_shape
-    if len(tensors) != 1:
+def request_items(tensors: Sequence[InputTensor], served: ServedVersion) -> list[Item]:
+    """The request's inputs for `InferenceEngine.infer`: its tensors as one item, each
+    checked against the model's input of its name; for an image model, a BYTES tensor
+    [N] of encoded images gives N items."""
+    specs = {spec.name: spec for spec in served.task.inputs}
+    if served.task.name == "image-classification" and len(tensors) == 1:
+        tensor = tensors[0]
+        if tensor.datatype == "BYTES" and tensor.name in specs:
+            return _images(tensor)
+    if len(tensors) != len(specs):
+        count = "one input" if len(specs) == 1 else f"{len(specs)} inputs"
         raise InvalidInput(
-            f"the model takes exactly one input, {name!r}; got {len(tensors)}", field="inputs"
+            f"the model takes exactly {count}, {', '.join(map(repr, specs))}; got {len(tensors)}",
+            field="inputs",
         )
-    tensor = tensors[0]
-    if tensor.name != name:
-        raise InvalidInput(
-            f"unknown input {tensor.name!r}: the model's input is {name!r}", field="inputs"
-        )
-    dims = list(tensor.shape)
-    per_image = ", ".join(map(str, shape))
-    if tensor.datatype == "BYTES":
-        if len(dims) != 1 or dims[0] < 1:
+    batched = batched_version(served)
+    seen: set[str] = set()
+    arrays = {}
+    for tensor in tensors:
+        spec = specs.get(tensor.name)
+        if spec is None:
             raise InvalidInput(
-                f"input {name!r}: a BYTES input of encoded images has shape [N], got {dims}"
+                f"unknown input {tensor.name[:64]!r}: {model_inputs(list(specs))}",
+                field="inputs",
             )
+        if tensor.name in seen:
+            raise InvalidInput(f"input {tensor.name!r} is given twice", field="inputs")
+        seen.add(tensor.name)
+        if tensor.datatype != spec.datatype:
+            images = " (or BYTES [N] of encoded images)" if _takes_images(served) else ""
+            raise InvalidInput(
+                f"input {tensor.name!r}: datatype {tensor.datatype[:32]!r} is not accepted; "
+                f"the model takes {spec.datatype}{images}",
+                field="inputs",
+            )
+        check_shape(spec, tensor.shape, batched)
+        kind = DATATYPES[spec.datatype]
         if tensor.raw is not None:
-            return list(unpack_bytes(tensor.raw, dims[0], name))
-        if len(tensor.values) != dims[0]:
-            raise InvalidInput(
-                f"input {name!r}: shape says {dims[0]} elements, got {len(tensor.values)}"
-            )
-        return list(tensor.values)
-    if tensor.datatype != "FP32":
+            arrays[tensor.name] = from_raw(kind, tensor.shape, tensor.raw, tensor.name)
+        else:
+            arrays[tensor.name] = from_values(kind, tensor.shape, tensor.values, tensor.name)
+    missing = [name for name in specs if name not in arrays]
+    if missing:
         raise InvalidInput(
-            f"input {name!r}: datatype {tensor.datatype!r} is not accepted; send FP32 "
-            f"[N, {per_image}] or BYTES [N] of encoded images"
+            f"missing input {missing[0]!r}: {model_inputs(list(specs))}", field="inputs"
         )
-    if len(dims) != 1 + len(shape) or dims[1:] != list(shape) or dims[0] < 1:
-        raise InvalidInput(f"input {name!r}: FP32 shape must be [N, {per_image}], got {dims}")
-    fp32 = DATATYPES["FP32"]
-    if tensor.raw is not None:
-        values = from_raw(fp32, dims, tensor.raw, name)
-    else:
-        values = from_values(fp32, dims, tensor.values, name)
-    return list(values.astype(np.float32))
+    return [arrays]
+
+
+def _takes_images(served: ServedVersion) -> bool:
+    return served.task.name == "image-classification"
+
+
+def _images(tensor: InputTensor) -> list[Item]:
+    dims, name = list(tensor.shape), tensor.name
+    if len(dims) != 1 or dims[0] < 1:
+        raise InvalidInput(
+            f"input {name!r}: a BYTES input of encoded images has shape [N], got {dims}",
+            field="inputs",
+        )
+    images = (
+        from_raw(DATATYPES["BYTES"], dims, tensor.raw, name)
+        if tensor.raw is not None
+        else (from_values(DATATYPES["BYTES"], dims, tensor.values, name))
+    )
+    return list(images)
+
+
+def select_outputs(outputs: dict[str, Any], requested: Sequence[str]) -> list[str]:
+    """The names of the outputs a request asked for (every output when it named none);
+    InvalidInput for one the model does not have."""
+    for name in requested:
+        if name not in outputs:
+            raise InvalidInput(
+                f"unknown output {name[:64]!r}: the model's outputs are {', '.join(outputs)}",
+                field="outputs",
+            )
+    return list(requested) or list(outputs)
 
 
 def classification_elements(
     probabilities: np.ndarray, labels: Sequence[str], top: int
 ) -> list[bytes]:
     """The classification extension's output: for each row, the `top` classes as
-    "score:index:label", best first ([N, top] in row-major order)."""
+    "score:index:label" (or "score:index" for a model without labels), best first
+    ([N, top] in row-major order)."""
     if top < 1:
         raise InvalidInput("the classification parameter must be at least 1", field="outputs")
+    if probabilities.ndim != 2 or probabilities.dtype.kind not in "fiu":
+        raise InvalidInput(
+            "the classification extension ranks a numeric output of shape [N, classes], "
+            f"not one of shape {list(probabilities.shape)}",
+            field="outputs",
+        )
     top = min(top, probabilities.shape[1])
     ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
     return [
-        f"{probabilities[row, i]:f}:{i}:{labels[i]}".encode()
+        (
+            f"{float(probabilities[row, i]):f}:{i}:{labels[i]}"
+            if i < len(labels)
+            else f"{float(probabilities[row, i]):f}:{i}"
+        ).encode()
         for row in range(len(probabilities))
         for i in ranked[row]
     ]

@@ -1,7 +1,10 @@
 """Models on disk: `<model>/model.toml`, `<model>/labels.txt`, `<model>/<version>/model.onnx`.
 
 model.toml is validated by the pydantic models below; a mistake is reported with the
-file, the field and what is allowed.
+file, the field and what is allowed. What a version runs on is its backend: an ONNX
+file (`<version>/model.onnx`), a Python class (`model.py` in the version folder or the
+model folder, opt-in), or for a pipeline the other served models its steps name (no
+version folders: a pipeline is version 1).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelwire.core.images import Preprocessing
+from modelwire.core.tensors import DATATYPES
 from modelwire.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
@@ -30,6 +34,9 @@ __all__ = [
     "ModelFolder",
     "ModelSource",
     "OutputConfig",
+    "RuntimeConfig",
+    "StepConfig",
+    "TensorConfig",
     "VersionConfig",
     "VersionPolicy",
     "find_models",
@@ -108,10 +115,80 @@ class OutputConfig(_Strict):
     kind: Literal["logits", "probabilities"] = "logits"
 
 
+class TensorConfig(_Strict):
+    """One [[inputs]] or [[outputs]] entry: a tensor of the model. For an ONNX model each
+    part left out is read from the graph; given, it must agree with the graph (a shape
+    may fix what the graph leaves dynamic). The shape is one item's, without the batch
+    axis when the model has one; -1 is any length."""
+
+    name: str = Field(min_length=1, max_length=256)
+    datatype: str | None = Field(None, description="An Open Inference Protocol datatype")
+    shape: tuple[int, ...] | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> TensorConfig:
+        if self.datatype is not None and self.datatype not in DATATYPES:
+            raise ValueError(f"datatype {self.datatype!r} is not one of {', '.join(DATATYPES)}")
+        if self.shape is not None and any(dim < -1 or dim == 0 for dim in self.shape):
+            raise ValueError("shape dimensions are positive, or -1 for any length")
+        return self
+
+
+class RuntimeConfig(_Strict):
+    """The [runtime] table: where and how ONNX Runtime runs the model."""
+
+    device: str | None = Field(
+        None,
+        description='"cpu", "cuda", "cuda:N" or "auto" (the best this ONNX Runtime has); '
+        "default: serve --device",
+    )
+    providers: tuple[str, ...] | None = Field(
+        None, description="ONNX Runtime execution providers, best first (instead of device)"
+    )
+    fallback: Literal["none", "cpu"] = Field(
+        "none", description='"cpu": serve on CPU when the provider asked for is missing'
+    )
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    inter_op_threads: int = Field(1, ge=1, le=256)
+    memory_arena: bool = Field(True, description="ONNX Runtime's CPU memory arena")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RuntimeConfig:
+        if self.device is not None and self.providers is not None:
+            raise ValueError("give device or providers, not both")
+        if self.providers is not None and not self.providers:
+            raise ValueError("providers must name at least one execution provider")
+        if self.device is not None and not _DEVICE.fullmatch(self.device):
+            raise ValueError(
+                f'device must be "cpu", "cuda", "cuda:N" or "auto", got {self.device!r}'
+            )
+        return self
+
+
+_DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]{1,3})?")
+
+
+class StepConfig(_Strict):
+    """One [[steps]] entry of a pipeline: a served model, and which pipeline tensors feed
+    its inputs (`inputs = {step_input = "tensor"}`) and take its outputs (`outputs =
+    {step_output = "tensor"}`). Tensors are the pipeline's inputs and what earlier steps
+    put out."""
+
+    model: str
+    version: int | None = Field(None, ge=1)
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+
+
 class BatchingConfig(_Strict):
     """The [batching] table: how requests for one model version are grouped."""
 
-    max_batch_size: int = Field(8, ge=1, le=4096, description="1 turns batching off")
+    max_batch_size: int = Field(
+        8,
+        ge=0,
+        le=4096,
+        description="Rows per batch; 1 turns batching off; 0: the model has no batch axis",
+    )
     max_queue_delay_ms: float = Field(
         0.0, ge=0, le=10_000, description="How long the first queued request may wait for more"
     )
@@ -146,20 +223,67 @@ class VersionPolicy(_Strict):
         return tuple(ordered[-(self.latest or 1) :])
 
 
+Task = Literal["image-classification", "tensor", "pipeline"]
+Backend = Literal["onnx", "python"]
+
+
 class ModelConfig(_Strict):
     """The schema of model.toml."""
 
     name: str | None = Field(None, description="Must equal the folder name when given")
-    task: Literal["image-classification"] = "image-classification"
+    task: Task = "image-classification"
+    backend: Backend = Field("onnx", description="onnx: <version>/model.onnx; python: model.py")
     description: str = ""
     labels_file: str = "labels.txt"
     default_version: int | None = Field(None, ge=1)
-    input: InputConfig
+    input: InputConfig | None = Field(None, description="How images become the input tensor")
     output: OutputConfig = OutputConfig(name=None)
+    inputs: tuple[TensorConfig, ...] = ()
+    outputs: tuple[TensorConfig, ...] = ()
+    steps: tuple[StepConfig, ...] = ()
     batching: BatchingConfig = BatchingConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     instances: int = Field(1, ge=1, le=64, description="Parallel ONNX Runtime sessions")
     threads: int = Field(1, ge=1, le=256, description="Intra-op threads per instance")
     version_policy: VersionPolicy = VersionPolicy()
+
+    @model_validator(mode="after")
+    def _task_needs(self) -> ModelConfig:
+        if self.task == "image-classification" and self.input is None:
+            raise ValueError("an image-classification model needs an [input] table")
+        if self.task == "pipeline" and not self.steps:
+            raise ValueError("a pipeline needs [[steps]]")
+        if self.task != "pipeline" and self.steps:
+            raise ValueError('[[steps]] belong to task = "pipeline"')
+        if self.task == "pipeline" or self.backend == "python":
+            what = "a pipeline" if self.task == "pipeline" else "a Python model"
+            for tensor in (*self.inputs, *self.outputs):
+                if tensor.datatype is None or tensor.shape is None:
+                    raise ValueError(
+                        f"{what} declares every tensor's datatype and shape "
+                        f"({tensor.name!r} lacks one)"
+                    )
+            if not self.inputs or not self.outputs:
+                raise ValueError(f"{what} declares its [[inputs]] and [[outputs]]")
+        for kind, tensors in (("inputs", self.inputs), ("outputs", self.outputs)):
+            names = [t.name for t in tensors]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{kind} names a tensor twice")
+        return self
+
+    @property
+    def step_models(self) -> list[str]:
+        return sorted({step.model for step in self.steps})
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.task == "image-classification"
+
+    @property
+    def batch_size_given(self) -> bool:
+        """Whether model.toml set max_batch_size (else a graph without a batch axis
+        serves as max_batch_size = 0)."""
+        return "max_batch_size" in self.batching.model_fields_set
 
 
 class VersionConfig(_Strict):
@@ -173,13 +297,24 @@ class VersionConfig(_Strict):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """One version of a model, read and validated, ready for the runtime to load."""
+    """One version of a model, read and validated, ready for its backend to load."""
 
     name: str
     config: ModelConfig
     labels: tuple[str, ...]
     version: int
-    onnx_path: Path
+    #: The version's folder (a pipeline has none: its model folder).
+    folder: Path
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.folder / "model.onnx"
+
+    @property
+    def python_path(self) -> Path:
+        """model.py of this version, else the model folder's."""
+        own = self.folder / "model.py"
+        return own if own.is_file() else self.folder.parent / "model.py"
 
 
 @dataclass(frozen=True)
@@ -197,9 +332,9 @@ class ModelFolder:
     )
 
     def source(self, version: int) -> ModelSource:
-        onnx_path = self.path / str(version) / "model.onnx"
         config, labels = self.overrides.get(version, (self.config, self.labels))
-        return ModelSource(self.name, config, labels, version, onnx_path)
+        folder = self.path if config.task == "pipeline" else self.path / str(version)
+        return ModelSource(self.name, config, labels, version, folder)
 
 
 def read_model_folder(folder: Path) -> ModelFolder:
@@ -211,12 +346,24 @@ def read_model_folder(folder: Path) -> ModelFolder:
         raise InvalidInput(
             f"{name}/model.toml: name: {config.name!r} differs from the folder name {name!r}"
         )
-    labels = _read_labels(folder / config.labels_file, folder, f"{name}/{config.labels_file}")
-    available = [v for v in _version_numbers(folder) if (folder / str(v) / "model.onnx").is_file()]
+    labels: tuple[str, ...] = ()
+    labels_path = folder / config.labels_file
+    if config.needs_labels or labels_path.is_file():
+        labels = _read_labels(labels_path, folder, f"{name}/{config.labels_file}")
+    if config.task == "pipeline":
+        return ModelFolder(name, folder, config, labels, (1,))
+    if config.backend == "python":
+        available = [v for v in _version_numbers(folder) if _has_python(folder, v)]
+        wanted = "<n>/ with model.py in it or in the model folder"
+    else:
+        available = [
+            v for v in _version_numbers(folder) if (folder / str(v) / "model.onnx").is_file()
+        ]
+        wanted = "<n>/model.onnx"
     versions = config.version_policy.select(available)
     if not versions:
         raise InvalidInput(
-            f"{name}: no version folder <n>/model.onnx matches the version policy "
+            f"{name}: no version folder {wanted} matches the version policy "
             f"(found: {', '.join(map(str, available)) or 'none'})"
         )
     if config.default_version is not None and config.default_version not in versions:
@@ -230,6 +377,10 @@ def read_model_folder(folder: Path) -> ModelFolder:
         if override is not None:
             overrides[version] = override
     return ModelFolder(name, folder, config, labels, versions, overrides)
+
+
+def _has_python(folder: Path, version: int) -> bool:
+    return (folder / str(version) / "model.py").is_file() or (folder / "model.py").is_file()
 
 
 def _read_toml(path: Path, where: str, schema: type[M]) -> M:

@@ -24,10 +24,17 @@ from modelwire.errors import InvalidInput
 __all__ = [
     "DATATYPES",
     "Datatype",
+    "NamedTensors",
+    "TensorSpec",
+    "as_bytes_elements",
+    "check_shape",
+    "check_tensors",
     "datatype",
+    "datatype_of",
     "element_count",
     "from_raw",
     "from_values",
+    "model_inputs",
     "pack_bytes",
     "to_raw",
     "unpack_bytes",
@@ -69,6 +76,34 @@ def _table() -> dict[str, Datatype]:
 
 #: Every datatype of the protocol, by name.
 DATATYPES: dict[str, Datatype] = _table()
+
+#: Tensors by name: a request's inputs or a model's outputs.
+NamedTensors = dict[str, np.ndarray]
+
+
+def datatype_of(array: np.ndarray) -> Datatype:
+    """The protocol's datatype of an array (object and string arrays are BYTES)."""
+    if array.dtype.kind in "OSU":
+        return DATATYPES["BYTES"]
+    for kind in DATATYPES.values():
+        if kind.dtype.kind == array.dtype.kind and kind.dtype.itemsize == array.dtype.itemsize:
+            return kind
+    raise InvalidInput(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a model: its name, datatype and shape. With a batch axis
+    the shape is one item's (the batch's first axis left out); -1 is any length."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def accepts(self, shape: Sequence[int]) -> bool:
+        return len(shape) == len(self.shape) and all(
+            want in (-1, got) for want, got in zip(self.shape, shape, strict=True)
+        )
 
 
 def datatype(name: str, tensor: str) -> Datatype:
@@ -171,6 +206,71 @@ def _typed(kind: Datatype, values: Sequence[Any], tensor: str) -> np.ndarray:
     if kind.dtype.kind == "f" and not np.array_equal(np.isfinite(typed), np.isfinite(given)):
         raise refusal  # a finite value too large for the type
     return typed
+
+
+def check_shape(spec: TensorSpec, shape: Sequence[int], batched: bool) -> None:
+    """InvalidInput unless a request's shape fits the model's tensor: with a batch
+    axis, [rows >= 1, *spec.shape]; without one, spec.shape itself."""
+    element_count(shape, spec.name)
+    given = list(shape)
+    fits = spec.accepts(given[1:]) if batched and given else spec.accepts(given)
+    if not fits or (batched and given[0] < 1):
+        dims = ["N" if batched else "", *map(str, spec.shape)]
+        expected = "[" + ", ".join(d for d in dims if d) + "]"
+        anything = " (-1: any length)" if -1 in spec.shape else ""
+        raise InvalidInput(
+            f"input {spec.name!r}: {spec.datatype} shape must be {expected}{anything}, got {given}",
+            field="inputs",
+        )
+
+
+def model_inputs(names: Sequence[str]) -> str:
+    """ "the model's input is 'x'" or "the model's inputs are 'a', 'b'", for errors."""
+    if len(names) == 1:
+        return f"the model's input is {names[0]!r}"
+    return f"the model's inputs are {', '.join(map(repr, names))}"
+
+
+def check_tensors(specs: Sequence[TensorSpec], tensors: NamedTensors, batched: bool) -> int:
+    """The rows of a request's tensors (1 without a batch axis), after checking their
+    names, datatypes and shapes against the model's inputs; InvalidInput naming the
+    first tensor at fault."""
+    known = {spec.name: spec for spec in specs}
+    for name in tensors:
+        if name not in known:
+            raise InvalidInput(
+                f"unknown input {name[:64]!r}: {model_inputs(list(known))}", field="inputs"
+            )
+    rows = set()
+    for spec in specs:
+        array = tensors.get(spec.name)
+        if array is None:
+            raise InvalidInput(
+                f"missing input {spec.name!r}: {model_inputs(list(known))}", field="inputs"
+            )
+        given = datatype_of(array).name
+        if given != spec.datatype:
+            raise InvalidInput(
+                f"input {spec.name!r}: datatype {given!r} is not accepted; the model takes "
+                f"{spec.datatype}",
+                field="inputs",
+            )
+        check_shape(spec, array.shape, batched)
+        rows.add(array.shape[0] if batched else 1)
+    if len(rows) > 1:
+        raise InvalidInput(
+            f"the inputs disagree on the batch size (first dimension): {sorted(rows)}",
+            field="inputs",
+        )
+    return rows.pop() if rows else 1
+
+
+def as_bytes_elements(array: np.ndarray) -> np.ndarray:
+    """A BYTES tensor as an object array of bytes (str elements encoded as UTF-8)."""
+    flat = [e.encode() if isinstance(e, str) else bytes(e) for e in array.reshape(-1)]
+    elements = np.empty(len(flat), dtype=object)
+    elements[:] = flat
+    return elements.reshape(array.shape)
 
 
 def to_raw(array: np.ndarray) -> bytes:

@@ -5,7 +5,8 @@ data extension: the JSON header, then the raw tensors, with the header's length 
 `Inference-Header-Content-Length` header and each binary input's size in its
 `binary_data_size` parameter. An output asked for with `binary_data: true` (or every
 output, when the request's `binary_data_output` parameter is true) comes back the same
-way. In JSON, BYTES elements of an image input are base64 strings.
+way. In JSON, BYTES elements are strings (UTF-8 text); an image model's encoded images
+are base64 strings.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pydantic import BaseModel
 
 from modelwire import __version__
 from modelwire.core import oip, tensors
-from modelwire.core.inference import Inference, InferenceEngine
+from modelwire.core.inference import InferenceEngine, TensorResult
+from modelwire.core.tasks import Item
 from modelwire.errors import InvalidInput
 from modelwire.rest.body import off_loop, parse_json, read_body
 
@@ -206,17 +208,17 @@ async def _infer(
 ) -> Response:
     served = engine.models.resolve(name, oip.parse_version(version))
     body = await read_body(request, limit)
-    classifier = served.classifier
-    assert classifier is not None  # a READY version has one
+    images = served.task.name == "image-classification"
 
-    def parse() -> tuple[InferenceRequest, list[bytes | np.ndarray]]:
+    def parse() -> tuple[InferenceRequest, list[Item]]:
         header, binary = _split(body, request.headers.get(HEADER_LENGTH))
         parsed = parse_json(InferenceRequest, header, "inference request")
-        return parsed, oip.image_items(_input_tensors(parsed, binary), classifier)
+        return parsed, oip.request_items(_input_tensors(parsed, binary, images), served)
 
     parsed, items = await off_loop(len(body), parse)
-    result = await engine.infer(items, served.model, served.version)
-    return await off_loop(result.probabilities.size * 16, lambda: _response(parsed, result))
+    result = await engine.infer(served, items)
+    size = sum(array.size for array in result.outputs.values())
+    return await off_loop(size * 16, lambda: _response(parsed, result))
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -234,7 +236,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
-def _input_tensors(request: InferenceRequest, binary: bytes) -> list[oip.InputTensor]:
+def _input_tensors(request: InferenceRequest, binary: bytes, images: bool) -> list[oip.InputTensor]:
     tensors, offset = [], 0
     for tensor in request.inputs:
         size = tensor.parameters.get("binary_data_size")
@@ -260,7 +262,9 @@ def _input_tensors(request: InferenceRequest, binary: bytes) -> list[oip.InputTe
                 f"input {tensor.name!r} has neither data nor a binary_data_size parameter",
                 field="inputs",
             )
-        values = _base64_elements(tensor) if tensor.datatype == "BYTES" else tensor.data
+        values = tensor.data
+        if tensor.datatype == "BYTES":
+            values = _base64_elements(tensor) if images else _text_elements(tensor)
         tensors.append(oip.InputTensor(tensor.name, tensor.datatype, tensor.shape, None, values))
     if offset != len(binary):
         raise InvalidInput(
@@ -269,6 +273,18 @@ def _input_tensors(request: InferenceRequest, binary: bytes) -> list[oip.InputTe
             field="inputs",
         )
     return tensors
+
+
+def _text_elements(tensor: RequestInput) -> list[bytes]:
+    assert tensor.data is not None
+    flat = np.asarray(tensor.data, dtype=object).reshape(-1)
+    if not all(isinstance(element, str) for element in flat):
+        raise InvalidInput(
+            f"input {tensor.name!r}: in JSON, BYTES elements are strings (or send them raw "
+            "with the binary tensor data extension)",
+            field="inputs",
+        )
+    return [element.encode() for element in flat]
 
 
 def _base64_elements(tensor: RequestInput) -> list[bytes]:
@@ -284,42 +300,35 @@ def _base64_elements(tensor: RequestInput) -> list[bytes]:
         ) from None
 
 
-def _response(request: InferenceRequest, result: Inference) -> Response:
-    name = result.classifier.output_name
+def _response(request: InferenceRequest, result: TensorResult) -> Response:
     binary_default = bool(request.parameters.get("binary_data_output", False))
-    wanted = request.outputs or [
-        RequestOutput(name=name, parameters={"binary_data": binary_default})
-    ]
-    probabilities = result.probabilities
+    requested = {output.name: output for output in request.outputs}
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
-    for output in wanted:
-        if output.name != name:
-            raise InvalidInput(
-                f"unknown output {output.name!r}: the model's output is {name!r}", field="outputs"
-            )
-        binary = bool(output.parameters.get("binary_data", binary_default))
-        top = output.parameters.get("classification")
+    for name in oip.select_outputs(result.outputs, list(requested)):
+        array = result.outputs[name]
+        wanted = requested.get(name)
+        parameters = wanted.parameters if wanted is not None else {}
+        binary = bool(parameters.get("binary_data", binary_default))
+        top = parameters.get("classification")
         if top is not None:
             if not isinstance(top, int):
                 raise InvalidInput(
                     "the classification parameter must be an integer", field="outputs"
                 )
-            elements = oip.classification_elements(probabilities, result.labels, top)
-            shape = [len(probabilities), len(elements) // len(probabilities)]
-            described: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": shape}
-            if binary:
-                blobs.append(tensors.pack_bytes(elements))
-            else:
-                described["data"] = [e.decode() for e in elements]
-        else:
-            described = {"name": name, "datatype": "FP32", "shape": list(probabilities.shape)}
-            if binary:
-                blobs.append(probabilities.astype("<f4").tobytes())
-            else:
-                described["data"] = probabilities.reshape(-1).tolist()
+            elements = oip.classification_elements(array, result.labels, top)
+            array = np.empty(len(elements), dtype=object)
+            array[:] = elements
+            array = array.reshape(len(result.outputs[name]), -1)
+        datatype = tensors.datatype_of(array).name
+        described: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
+            blobs.append(tensors.to_raw(array))
             described["parameters"] = {"binary_data_size": len(blobs[-1])}
+        elif datatype == "BYTES":
+            described["data"] = [e.decode(errors="replace") for e in array.reshape(-1)]
+        else:
+            described["data"] = array.reshape(-1).tolist()
         outputs.append(described)
     answer = {
         "model_name": result.model,

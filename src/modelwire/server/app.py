@@ -163,6 +163,8 @@ async def start_engine(
         default_model=settings.default_model,
         observe=observe,
         on_timing=on_timing,
+        device=settings.device,
+        allow_python_models=settings.allow_python_models,
     )
 
 

@@ -42,7 +42,10 @@ def model_message(status: ModelStatus, default_version: int | None) -> models_pb
         default_version=default_version or 0,
         versions=[
             models_pb2.ModelVersion(
-                version=v.version, state=_VERSION_STATES[v.state], reason=v.reason
+                version=v.version,
+                state=_VERSION_STATES[v.state],
+                reason=v.reason,
+                device=v.device,
             )
             for v in status.versions
         ],
@@ -57,20 +60,21 @@ def model_message(status: ModelStatus, default_version: int | None) -> models_pb
     message.labels.extend(folder.labels)
     message.instances = config.instances
     message.threads_per_instance = config.threads
-    message.input.CopyFrom(
-        models_pb2.InputSpec(
-            name=spec.name or "",
-            width=spec.width,
-            height=spec.height,
-            channels=spec.channels,
-            layout=spec.layout,
-            color_order=spec.color_order,
-            resize=spec.resize,
-            scale=spec.scale,
-            mean=spec.mean,
-            std=spec.std,
+    if spec is not None:
+        message.input.CopyFrom(
+            models_pb2.InputSpec(
+                name=spec.name or "",
+                width=spec.width,
+                height=spec.height,
+                channels=spec.channels,
+                layout=spec.layout,
+                color_order=spec.color_order,
+                resize=spec.resize,
+                scale=spec.scale,
+                mean=spec.mean,
+                std=spec.std,
+            )
         )
-    )
     batching = config.batching
     message.batching.CopyFrom(
         models_pb2.BatchingConfig(

@@ -26,8 +26,8 @@ def stroke(count: int) -> np.ndarray:
 
 
 async def expected(server: RunningServer, tensor: np.ndarray) -> np.ndarray:
-    result = await server.engine.infer(list(tensor), "digits")
-    return result.probabilities
+    result = await server.engine.infer_tensors("digits", None, {"input": tensor})
+    return result.outputs["logits"]
 
 
 async def test_health_and_metadata(rest: tuple[RunningServer, httpx.AsyncClient]) -> None:

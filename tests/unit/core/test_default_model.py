@@ -9,21 +9,21 @@ import pytest
 
 from modelwire.core.images import decode, preprocess
 from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
-from modelwire.core.runtime import OnnxClassifier
 from tests.images import digit_photo, digit_picture, encode, heldout_digits
+from tests.models import Classifier
 
 
 @pytest.fixture(scope="module")
-def digits() -> OnnxClassifier:
-    return OnnxClassifier(read_model_folder(DEFAULT_MODEL_DIR).source(1))
+def digits() -> Classifier:
+    return Classifier(read_model_folder(DEFAULT_MODEL_DIR).source(1))
 
 
-def test_labels_are_the_digit_characters(digits: OnnxClassifier) -> None:
+def test_labels_are_the_digit_characters(digits: Classifier) -> None:
     assert digits.source.labels == tuple("0123456789")
     assert digits.source.config.name == "digits"
 
 
-def test_heldout_accuracy_matches_the_recorded_metric(digits: OnnxClassifier) -> None:
+def test_heldout_accuracy_matches_the_recorded_metric(digits: Classifier) -> None:
     images, labels = heldout_digits()
     probabilities = digits.run((images / 16.0).astype(np.float32)[:, None])
     accuracy = float((probabilities.argmax(axis=1) == labels).mean())
@@ -33,7 +33,7 @@ def test_heldout_accuracy_matches_the_recorded_metric(digits: OnnxClassifier) ->
     assert len(labels) == recorded["split"]["test_size"]
 
 
-def test_scores_are_probabilities(digits: OnnxClassifier) -> None:
+def test_scores_are_probabilities(digits: Classifier) -> None:
     images, _ = heldout_digits()
     probabilities = digits.run((images[:50] / 16.0).astype(np.float32)[:, None])
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -47,7 +47,7 @@ def test_scores_are_probabilities(digits: OnnxClassifier) -> None:
     ids=["light-on-dark", "dark-on-light", "light-off-centre", "dark-off-centre"],
 )
 def test_pictures_classify_as_well_in_either_polarity(
-    digits: OnnxClassifier, dark_on_light: bool, margin: int
+    digits: Classifier, dark_on_light: bool, margin: int
 ) -> None:
     images, labels = heldout_digits()
     batch = np.stack(
@@ -63,7 +63,7 @@ def test_pictures_classify_as_well_in_either_polarity(
     assert accuracy >= 0.97
 
 
-def test_phone_photos_of_dark_ink_on_grey_paper(digits: OnnxClassifier) -> None:
+def test_phone_photos_of_dark_ink_on_grey_paper(digits: Classifier) -> None:
     images, labels = heldout_digits()
     batch = np.stack(
         [

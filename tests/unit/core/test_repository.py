@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 
 from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder, validate_name
-from modelwire.core.runtime import OnnxClassifier
 from modelwire.errors import InvalidInput
-from tests.models import add_model, add_version
+from tests.models import Classifier, add_model, add_version
 
 
 @pytest.fixture
@@ -22,6 +21,7 @@ def test_default_model_folder_loads() -> None:
     source = read_model_folder(DEFAULT_MODEL_DIR).source(1)
     assert source.version == 1
     assert source.onnx_path.name == "model.onnx"
+    assert source.config.input is not None
     assert source.config.input.channels == 1
 
 
@@ -60,20 +60,20 @@ def test_missing_pieces_are_named(model_dir: Path) -> None:
 def test_labels_must_match_the_output_width(model_dir: Path) -> None:
     (model_dir / "labels.txt").write_text("a\nb\nc\n")
     with pytest.raises(InvalidInput, match=r"10 outputs but labels\.txt has 3 labels"):
-        OnnxClassifier(read_model_folder(model_dir).source(1))
+        Classifier(read_model_folder(model_dir).source(1))
 
 
 def test_input_shape_must_match_the_config(model_dir: Path) -> None:
     toml = model_dir / "model.toml"
     toml.write_text(toml.read_text().replace("width = 8", "width = 16"))
     with pytest.raises(InvalidInput, match=r"ONNX input is \[1, 8, 8\].*\[1, 8, 16\]"):
-        OnnxClassifier(read_model_folder(model_dir).source(1))
+        Classifier(read_model_folder(model_dir).source(1))
 
 
 def test_corrupt_onnx_is_reported(model_dir: Path) -> None:
     (model_dir / "1" / "model.onnx").write_bytes(b"\x08\x07not really onnx")
     with pytest.raises(InvalidInput, match="could not be loaded") as caught:
-        OnnxClassifier(read_model_folder(model_dir).source(1))
+        Classifier(read_model_folder(model_dir).source(1))
     assert str(model_dir) not in caught.value.message
 
 
@@ -98,6 +98,7 @@ def test_a_version_may_have_its_own_input_and_labels(tmp_path: Path) -> None:
     assert first.labels == model.labels
     assert first.config.input == model.config.input
     assert second.labels == ("cat", "dog")
+    assert second.config.input is not None
     assert (second.config.input.width, second.config.input.height) == (16, 16)
     assert second.config.batching == model.config.batching
     (folder / "2" / "model.toml").write_text("[input]\nwidth = 0\n")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from modelwire.core.repository import read_model_folder
-from modelwire.core.runtime import OnnxClassifier
 from tests import processes
+from tests.models import Classifier
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -39,6 +39,6 @@ def test_one_epoch_writes_a_servable_model(tmp_path: Path) -> None:
     }
     # One epoch already learns a good part of the task.
     assert metrics["heldout_accuracy"] > 0.5
-    classifier = OnnxClassifier(read_model_folder(out).source(1))
+    classifier = Classifier(read_model_folder(out).source(1))
     probabilities = classifier.run(np.zeros((3, 1, 8, 8), np.float32))  # dynamic batch axis
     assert probabilities.shape == (3, 10)

@@ -24,45 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelwire/api/v1/models.proto\x12\x10modelwire.api.v1\"^\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\r\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.modelwire.api.v1.VersionState\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xa9\x01\n\tInputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\x0e\n\x06layout\x18\x05 \x01(\t\x12\x13\n\x0b\x63olor_order\x18\x06 \x01(\t\x12\x0e\n\x06resize\x18\x07 \x01(\t\x12\r\n\x05scale\x18\x08 \x01(\x02\x12\x0c\n\x04mean\x18\t \x03(\x02\x12\x0b\n\x03std\x18\n \x03(\x02\"\\\n\x0e\x42\x61tchingConfig\x12\x16\n\x0emax_batch_size\x18\x01 \x01(\r\x12\x1a\n\x12max_queue_delay_ms\x18\x02 \x01(\x02\x12\x16\n\x0emax_queue_size\x18\x03 \x01(\r\"\xf5\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.modelwire.api.v1.ModelState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x12\n\nis_default\x18\x06 \x01(\x08\x12\x30\n\x08versions\x18\x07 \x03(\x0b\x32\x1e.modelwire.api.v1.ModelVersion\x12*\n\x05input\x18\x08 \x01(\x0b\x32\x1b.modelwire.api.v1.InputSpec\x12\x0e\n\x06labels\x18\t \x03(\t\x12\x32\n\x08\x62\x61tching\x18\n \x01(\x0b\x32 .modelwire.api.v1.BatchingConfig\x12\x11\n\tinstances\x18\x0b \x01(\r\x12\x1c\n\x14threads_per_instance\x18\x0c \x01(\r\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\r \x01(\r\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelwire.api.v1.Model\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x10GetModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelwire.api.v1.Model\" \n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x11LoadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelwire.api.v1.Model\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x13UnloadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelwire.api.v1.Model\"\"\n\x12ReloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x13ReloadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelwire.api.v1.Model*\x8e\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_STATE_READY\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x1b\n\x17MODEL_STATE_UNAVAILABLE\x10\x03\x12\x16\n\x12MODEL_STATE_FAILED\x10\x04*\x98\x01\n\x0cVersionState\x12\x1d\n\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13VERSION_STATE_READY\x10\x01\x12\x19\n\x15VERSION_STATE_LOADING\x10\x02\x12\x1b\n\x17VERSION_STATE_UNLOADING\x10\x03\x12\x18\n\x14VERSION_STATE_FAILED\x10\x04\x32\xc8\x03\n\x0cModelService\x12W\n\nListModels\x12#.modelwire.api.v1.ListModelsRequest\x1a$.modelwire.api.v1.ListModelsResponse\x12Q\n\x08GetModel\x12!.modelwire.api.v1.GetModelRequest\x1a\".modelwire.api.v1.GetModelResponse\x12T\n\tLoadModel\x12\".modelwire.api.v1.LoadModelRequest\x1a#.modelwire.api.v1.LoadModelResponse\x12Z\n\x0bUnloadModel\x12$.modelwire.api.v1.UnloadModelRequest\x1a%.modelwire.api.v1.UnloadModelResponse\x12Z\n\x0bReloadModel\x12$.modelwire.api.v1.ReloadModelRequest\x1a%.modelwire.api.v1.ReloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmodelwire/api/v1/models.proto\x12\x10modelwire.api.v1\"n\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\r\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.modelwire.api.v1.VersionState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\"\xa9\x01\n\tInputSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\x0e\n\x06layout\x18\x05 \x01(\t\x12\x13\n\x0b\x63olor_order\x18\x06 \x01(\t\x12\x0e\n\x06resize\x18\x07 \x01(\t\x12\r\n\x05scale\x18\x08 \x01(\x02\x12\x0c\n\x04mean\x18\t \x03(\x02\x12\x0b\n\x03std\x18\n \x03(\x02\"\\\n\x0e\x42\x61tchingConfig\x12\x16\n\x0emax_batch_size\x18\x01 \x01(\r\x12\x1a\n\x12max_queue_delay_ms\x18\x02 \x01(\x02\x12\x16\n\x0emax_queue_size\x18\x03 \x01(\r\"\xf5\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.modelwire.api.v1.ModelState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x12\n\nis_default\x18\x06 \x01(\x08\x12\x30\n\x08versions\x18\x07 \x03(\x0b\x32\x1e.modelwire.api.v1.ModelVersion\x12*\n\x05input\x18\x08 \x01(\x0b\x32\x1b.modelwire.api.v1.InputSpec\x12\x0e\n\x06labels\x18\t \x03(\t\x12\x32\n\x08\x62\x61tching\x18\n \x01(\x0b\x32 .modelwire.api.v1.BatchingConfig\x12\x11\n\tinstances\x18\x0b \x01(\r\x12\x1c\n\x14threads_per_instance\x18\x0c \x01(\r\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\r \x01(\r\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelwire.api.v1.Model\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x10GetModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelwire.api.v1.Model\" \n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x11LoadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelwire.api.v1.Model\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x13UnloadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelwire.api.v1.Model\"\"\n\x12ReloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x13ReloadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelwire.api.v1.Model*\x8e\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_STATE_READY\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x1b\n\x17MODEL_STATE_UNAVAILABLE\x10\x03\x12\x16\n\x12MODEL_STATE_FAILED\x10\x04*\x98\x01\n\x0cVersionState\x12\x1d\n\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13VERSION_STATE_READY\x10\x01\x12\x19\n\x15VERSION_STATE_LOADING\x10\x02\x12\x1b\n\x17VERSION_STATE_UNLOADING\x10\x03\x12\x18\n\x14VERSION_STATE_FAILED\x10\x04\x32\xc8\x03\n\x0cModelService\x12W\n\nListModels\x12#.modelwire.api.v1.ListModelsRequest\x1a$.modelwire.api.v1.ListModelsResponse\x12Q\n\x08GetModel\x12!.modelwire.api.v1.GetModelRequest\x1a\".modelwire.api.v1.GetModelResponse\x12T\n\tLoadModel\x12\".modelwire.api.v1.LoadModelRequest\x1a#.modelwire.api.v1.LoadModelResponse\x12Z\n\x0bUnloadModel\x12$.modelwire.api.v1.UnloadModelRequest\x1a%.modelwire.api.v1.UnloadModelResponse\x12Z\n\x0bReloadModel\x12$.modelwire.api.v1.ReloadModelRequest\x1a%.modelwire.api.v1.ReloadModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelwire.api.v1.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELSTATE']._serialized_start=1260
-  _globals['_MODELSTATE']._serialized_end=1402
-  _globals['_VERSIONSTATE']._serialized_start=1405
-  _globals['_VERSIONSTATE']._serialized_end=1557
+  _globals['_MODELSTATE']._serialized_start=1276
+  _globals['_MODELSTATE']._serialized_end=1418
+  _globals['_VERSIONSTATE']._serialized_start=1421
+  _globals['_VERSIONSTATE']._serialized_end=1573
   _globals['_MODELVERSION']._serialized_start=51
-  _globals['_MODELVERSION']._serialized_end=145
-  _globals['_INPUTSPEC']._serialized_start=148
-  _globals['_INPUTSPEC']._serialized_end=317
-  _globals['_BATCHINGCONFIG']._serialized_start=319
-  _globals['_BATCHINGCONFIG']._serialized_end=411
-  _globals['_MODEL']._serialized_start=414
-  _globals['_MODEL']._serialized_end=787
-  _globals['_LISTMODELSREQUEST']._serialized_start=789
-  _globals['_LISTMODELSREQUEST']._serialized_end=808
-  _globals['_LISTMODELSRESPONSE']._serialized_start=810
-  _globals['_LISTMODELSRESPONSE']._serialized_end=871
-  _globals['_GETMODELREQUEST']._serialized_start=873
-  _globals['_GETMODELREQUEST']._serialized_end=904
-  _globals['_GETMODELRESPONSE']._serialized_start=906
-  _globals['_GETMODELRESPONSE']._serialized_end=964
-  _globals['_LOADMODELREQUEST']._serialized_start=966
-  _globals['_LOADMODELREQUEST']._serialized_end=998
-  _globals['_LOADMODELRESPONSE']._serialized_start=1000
-  _globals['_LOADMODELRESPONSE']._serialized_end=1059
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1061
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1095
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1097
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1158
-  _globals['_RELOADMODELREQUEST']._serialized_start=1160
-  _globals['_RELOADMODELREQUEST']._serialized_end=1194
-  _globals['_RELOADMODELRESPONSE']._serialized_start=1196
-  _globals['_RELOADMODELRESPONSE']._serialized_end=1257
-  _globals['_MODELSERVICE']._serialized_start=1560
-  _globals['_MODELSERVICE']._serialized_end=2016
+  _globals['_MODELVERSION']._serialized_end=161
+  _globals['_INPUTSPEC']._serialized_start=164
+  _globals['_INPUTSPEC']._serialized_end=333
+  _globals['_BATCHINGCONFIG']._serialized_start=335
+  _globals['_BATCHINGCONFIG']._serialized_end=427
+  _globals['_MODEL']._serialized_start=430
+  _globals['_MODEL']._serialized_end=803
+  _globals['_LISTMODELSREQUEST']._serialized_start=805
+  _globals['_LISTMODELSREQUEST']._serialized_end=824
+  _globals['_LISTMODELSRESPONSE']._serialized_start=826
+  _globals['_LISTMODELSRESPONSE']._serialized_end=887
+  _globals['_GETMODELREQUEST']._serialized_start=889
+  _globals['_GETMODELREQUEST']._serialized_end=920
+  _globals['_GETMODELRESPONSE']._serialized_start=922
+  _globals['_GETMODELRESPONSE']._serialized_end=980
+  _globals['_LOADMODELREQUEST']._serialized_start=982
+  _globals['_LOADMODELREQUEST']._serialized_end=1014
+  _globals['_LOADMODELRESPONSE']._serialized_start=1016
+  _globals['_LOADMODELRESPONSE']._serialized_end=1075
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1077
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1111
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1113
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1174
+  _globals['_RELOADMODELREQUEST']._serialized_start=1176
+  _globals['_RELOADMODELREQUEST']._serialized_end=1210
+  _globals['_RELOADMODELRESPONSE']._serialized_start=1212
+  _globals['_RELOADMODELRESPONSE']._serialized_end=1273
+  _globals['_MODELSERVICE']._serialized_start=1576
+  _globals['_MODELSERVICE']._serialized_end=2032
 # @@protoc_insertion_point(module_scope)

@@ -34,14 +34,16 @@ VERSION_STATE_UNLOADING: VersionState
 VERSION_STATE_FAILED: VersionState
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "state", "reason")
+    __slots__ = ("version", "state", "reason", "device")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     version: int
     state: VersionState
     reason: str
-    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[VersionState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    device: str
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[VersionState, str]] = ..., reason: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class InputSpec(_message.Message):
     __slots__ = ("name", "width", "height", "channels", "layout", "color_order", "resize", "scale", "mean", "std")

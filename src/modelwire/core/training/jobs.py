@@ -242,6 +242,13 @@ class TrainingJobs:
         config = config.checked()
         info = await self._datasets.run(self._datasets.store.get, config.dataset)
         check_dataset(info.label_counts, config.validation_fraction)
+        if config.model in self._models.names():
+            folder = self._models.status(config.model).folder
+            if folder is not None and folder.config.task != "image-classification":
+                raise FailedPrecondition(
+                    f"training makes image classifiers; model {config.model!r} is a "
+                    f"{folder.config.task} model: train under another name"
+                )
         for module in ("torch", "onnxscript"):
             if importlib.util.find_spec(module) is None:
                 raise FailedPrecondition(
@@ -453,12 +460,15 @@ class TrainingJobs:
         staging.mkdir(parents=True)
         if elsewhere is not None:
             original = read_model_folder(elsewhere)
+            if original.config.input is None:
+                raise FailedPrecondition(f"model {name!r} is not an image classifier")
             for version in original.versions:
                 source = original.source(version)
                 target = staging / str(version)
                 target.mkdir()
                 shutil.copy2(source.onnx_path, target / "model.onnx")
                 (target / "labels.txt").write_text("".join(f"{x}\n" for x in source.labels))
+                assert source.config.input is not None  # as the model's, checked above
                 own = {"input": source.config.input.model_dump(exclude_none=True)}
                 own["output"] = source.config.output.model_dump(exclude_none=True)
                 (target / "model.toml").write_text(tomli_w.dumps(own))

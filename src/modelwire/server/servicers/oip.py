@@ -1,9 +1,9 @@
 """The Open Inference Protocol's GRPCInferenceService (KServe v2), over the same engine.
 
 The protocol's rules live in `modelwire.core.oip`; this module turns its messages into
-those objects and back. Inputs come in raw_input_contents or typed contents; outputs
-always leave in raw_output_contents: the FP32 probabilities [N, classes], or with the
-classification extension BYTES [N, k] of "score:index:label".
+those objects and back. Inputs come in raw_input_contents or in the typed contents
+field of their datatype; outputs always leave in raw_output_contents, or with the
+classification extension as BYTES [N, k] of "score:index:label".
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ from collections.abc import AsyncIterator
 from modelwire import __version__
 from modelwire.api.oip import grpc_predict_v2_pb2 as pb
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as pb_grpc
-from modelwire.core.inference import Inference, InferenceEngine
+from modelwire.core.inference import InferenceEngine, TensorResult
 from modelwire.core.oip import (
     EXTENSIONS,
     InputTensor,
     classification_elements,
-    image_items,
     load_model,
     model_metadata,
     model_ready,
     parse_version,
     repository_index,
+    request_items,
+    select_outputs,
     server_ready,
 )
-from modelwire.core.tensors import pack_bytes
+from modelwire.core.tensors import datatype_of, pack_bytes, to_raw
 from modelwire.errors import INTERNAL_MESSAGE, InvalidInput, ModelwireError
 from modelwire.server.status import Context, grpc_errors
 from modelwire.server.streams import answer_in_order
@@ -37,6 +38,23 @@ log = logging.getLogger(__name__)
 __all__ = ["SERVICE_NAME", "OipServicer"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+#: Where each datatype's typed values travel in InferTensorContents (FP16 has no field:
+#: it travels raw only).
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
 
 
 class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -144,10 +162,8 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         version = parse_version(request.model_version)
         served = self._engine.models.resolve(request.model_name, version)
-        classifier = served.classifier
-        assert classifier is not None
-        items = image_items(self._input_tensors(request), classifier)
-        result = await self._engine.infer(items, served.model, served.version)
+        items = request_items(self._input_tensors(request), served)
+        result = await self._engine.infer(served, items)
         response = pb.ModelInferResponse(
             model_name=result.model, model_version=str(result.version), id=request.id
         )
@@ -174,35 +190,38 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
                     "send one or the other",
                     field="inputs",
                 )
-            values = (
-                contents.bytes_contents if tensor.datatype == "BYTES" else contents.fp32_contents
-            )
+            values: list[object] = []
+            if raw is None and contents.ByteSize():
+                field = _CONTENTS.get(tensor.datatype)
+                given = [f.name for f, _ in contents.ListFields()]
+                if field is None or given != [field]:
+                    where = f"in {field}" if field else "in raw_input_contents only"
+                    raise InvalidInput(
+                        f"input {tensor.name!r}: typed {tensor.datatype[:32]} values travel "
+                        f"{where}; got {', '.join(given)}",
+                        field="inputs",
+                    )
+                values = list(getattr(contents, field))
             tensors.append(
-                InputTensor(tensor.name, tensor.datatype, list(tensor.shape), raw, list(values))
+                InputTensor(tensor.name, tensor.datatype, list(tensor.shape), raw, values)
             )
         return tensors
 
     def _outputs(
-        self, request: pb.ModelInferRequest, result: Inference, response: pb.ModelInferResponse
+        self, request: pb.ModelInferRequest, result: TensorResult, response: pb.ModelInferResponse
     ) -> None:
-        name = result.classifier.output_name
-        wanted = list(request.outputs) or [
-            pb.ModelInferRequest.InferRequestedOutputTensor(name=name)
-        ]
-        probabilities = result.probabilities
-        for output in wanted:
-            if output.name != name:
-                raise InvalidInput(
-                    f"unknown output {output.name!r}: the model's output is {name!r}"
-                )
+        requested = {output.name: output for output in request.outputs}
+        for name in select_outputs(result.outputs, list(requested)):
+            array = result.outputs[name]
             tensor = response.outputs.add(name=name)
-            if "classification" in output.parameters:
-                top = int(output.parameters["classification"].int64_param)
-                elements = classification_elements(probabilities, result.labels, top)
+            wanted = requested.get(name)
+            if wanted is not None and "classification" in wanted.parameters:
+                top = int(wanted.parameters["classification"].int64_param)
+                elements = classification_elements(array, result.labels, top)
                 tensor.datatype = "BYTES"
-                tensor.shape.extend([len(probabilities), len(elements) // len(probabilities)])
+                tensor.shape.extend([len(array), len(elements) // max(1, len(array))])
                 response.raw_output_contents.append(pack_bytes(elements))
             else:
-                tensor.datatype = "FP32"
-                tensor.shape.extend(probabilities.shape)
-                response.raw_output_contents.append(probabilities.astype("<f4").tobytes())
+                tensor.datatype = datatype_of(array).name
+                tensor.shape.extend(array.shape)
+                response.raw_output_contents.append(to_raw(array))
