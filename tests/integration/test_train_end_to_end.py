@@ -135,18 +135,29 @@ def test_listing_showing_cancelling_and_removing(serve: ServeProcess, tmp_path: 
     assert modelwire("jobs", "cancel", "nope", *target).returncode == 1
 
 
-def trainer_processes() -> list[int]:
-    """Processes running the trainer module (a launcher or one of its workers)."""
+def trainer_processes(serve: ServeProcess) -> list[int]:
+    """The server's processes running the trainer module (a launcher or one of its
+    workers): descendants of `serve` only, not another test run's."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and b"modelwire.core.training.trainer" in (
-                (entry / "cmdline").read_bytes()
+            if (
+                entry.name.isdigit()
+                and b"modelwire.core.training.trainer" in (entry / "cmdline").read_bytes()
+                and _descends_from(int(entry.name), serve.process.pid)
             ):
                 found.append(int(entry.name))
         except OSError:
             continue
     return found
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return False
 
 
 def test_two_workers_train_to_the_same_bar(serve: ServeProcess, tmp_path: Path) -> None:
@@ -180,7 +191,7 @@ def test_two_workers_train_to_the_same_bar(serve: ServeProcess, tmp_path: Path) 
         ]
     accuracy = float(np.mean([a == str(label) for a, label in zip(answers, labels, strict=True)]))
     assert accuracy >= 0.95
-    assert not trainer_processes()
+    assert not trainer_processes(serve)
 
 
 def test_cancelling_a_two_worker_job_stops_every_worker(
@@ -204,14 +215,14 @@ def test_cancelling_a_two_worker_job_stops_every_worker(
         time.sleep(0.5)
     else:
         raise AssertionError(f"the job did not start: {shown}")
-    assert len(trainer_processes()) == 3  # torchrun and its two workers
+    assert len(trainer_processes(serve)) == 3  # torchrun and its two workers
     assert modelwire("jobs", "cancel", job_id, *target).returncode == 0
     watched = modelwire("jobs", "watch", job_id, *target, timeout=120)
     assert "CANCELLED" in watched.stderr
     deadline = time.monotonic() + 30
-    while trainer_processes() and time.monotonic() < deadline:
+    while trainer_processes(serve) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not trainer_processes()
+    assert not trainer_processes(serve)
 
 
 def test_upload_is_sent_again_while_the_server_is_away(tmp_path: Path) -> None:
