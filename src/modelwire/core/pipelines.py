@@ -44,8 +44,6 @@ class Pipeline:
         self.levels = _order(
             config.steps, [t.name for t in config.inputs], [t.name for t in config.outputs], where
         )
-        if any(step.model == source.name for step in config.steps):
-            raise InvalidInput(f"{where}: a step runs the pipeline itself: a cycle")
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:

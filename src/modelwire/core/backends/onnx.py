@@ -106,8 +106,8 @@ def choose_providers(
         unknown = [p for p in runtime.providers if p not in known]
         if unknown:
             raise InvalidInput(
-                f"{where}: [runtime] providers: {', '.join(unknown)} is not an ONNX Runtime "
-                f"execution provider (they are: {', '.join(sorted(known))})"
+                f"{where}: [runtime] providers: {', '.join(map(repr, unknown))} is not an "
+                f"ONNX Runtime execution provider (they are: {', '.join(sorted(known))})"
             )
         wanted: list[Provider] = list(runtime.providers)
     else:

@@ -92,6 +92,7 @@ class PythonBackend:
                 f"{self._where}: model.py must define exactly one class with load(folder) "
                 f"and predict(inputs) methods; found {named}"
             )
+        self.module = module
         model_class: type[PythonModel] = found[0]  # type: ignore[assignment]
         return model_class
 
