@@ -145,3 +145,11 @@ def scale_model(repository: Path, name: str = "scale", toml: str = 'task = "tens
         [factor, shape],
     )
     return _save(graph, repository / name, toml)
+
+
+def tensor_repository(repository: Path) -> Path:
+    """A repository of the tensor models above, for servers the SDK and CLI tests call."""
+    mixed_model(repository)
+    text_model(repository)
+    unbatched_model(repository)
+    return repository

@@ -85,9 +85,9 @@ def as_bytes_elements(array: np.ndarray) -> np.ndarray:
 
 def to_raw(array: np.ndarray) -> bytes:
     """The protocol's raw form of an array: little-endian, rows first; BYTES (an object
-    array of bytes) as length-prefixed elements."""
-    if array.dtype == object:
-        return pack_bytes(list(array.reshape(-1)))
+    array of bytes, or of str sent as UTF-8) as length-prefixed elements."""
+    if array.dtype.kind in "OSU":
+        return pack_bytes(list(as_bytes_elements(array).reshape(-1)))
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 

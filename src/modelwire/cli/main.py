@@ -499,10 +499,12 @@ def _add_command_groups() -> None:
     from modelwire.cli.certs import certs_app
     from modelwire.cli.config import config_app
     from modelwire.cli.data import data_app
+    from modelwire.cli.infer import infer
     from modelwire.cli.tokens import tokens_app
     from modelwire.cli.training import jobs_app, train
 
     app.add_typer(data_app, name="data")
+    app.command()(infer)
     app.command()(train)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(certs_app, name="certs")

@@ -9,7 +9,13 @@ the server's message and `.status`, the gRPC status name.
 """
 
 from modelwire.client._async import AsyncClient
-from modelwire.client._common import ClassificationResult, ClassScore, Example, ImageInput
+from modelwire.client._common import (
+    ClassificationResult,
+    ClassScore,
+    Example,
+    ImageInput,
+    Tensors,
+)
 from modelwire.client._sync import Client
 
 __all__ = [
@@ -19,4 +25,5 @@ __all__ = [
     "Client",
     "Example",
     "ImageInput",
+    "Tensors",
 ]

@@ -5,12 +5,17 @@ from types import TracebackType
 
 import grpc
 
+from modelwire.api.oip import grpc_predict_v2_pb2 as oip_pb2
+from modelwire.api.oip import grpc_predict_v2_pb2_grpc as oip_pb2_grpc
 from modelwire.api.v1 import inference_pb2_grpc, models_pb2, models_pb2_grpc
 from modelwire.client._channel import Connection, PemInput
 from modelwire.client._common import (
     ClassificationResult,
     ImageInput,
+    Tensors,
     classify_request,
+    infer_outputs,
+    infer_request,
     result,
     stream_outcome,
     stream_requests,
@@ -49,6 +54,7 @@ class AsyncClient:
         connection = Connection(target, ca, cert, key, token, tls, balance, connections)
         self._channel = connection.aio_channel()
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        self._oip = oip_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
 
     async def classify(
@@ -68,6 +74,36 @@ class AsyncClient:
         except grpc.RpcError as error:
             raise translate(error, self.target) from None
         return result(reply)
+
+    async def infer(
+        self,
+        model: str,
+        inputs: Tensors,
+        *,
+        version: int | None = None,
+        outputs: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Tensors:
+        """Run any model on named tensors (numpy arrays; a batch axis first when the
+        model has one) over the Open Inference Protocol: its outputs by name, every one
+        or those `outputs` names. BYTES tensors are object arrays of bytes."""
+        request = infer_request(model, inputs, version, outputs)
+        try:
+            reply = await self._oip.ModelInfer(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return infer_outputs(reply)
+
+    async def input_datatypes(self, model: str, *, version: int | None = None) -> dict[str, str]:
+        """The model's inputs and their Open Inference Protocol datatypes, by name."""
+        request = oip_pb2.ModelMetadataRequest(
+            name=model, version=str(version) if version is not None else ""
+        )
+        try:
+            reply = await self._oip.ModelMetadata(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return {tensor.name: tensor.datatype for tensor in reply.inputs}
 
     async def classify_stream(
         self,

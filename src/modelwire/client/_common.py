@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 
+from modelwire.api.oip import grpc_predict_v2_pb2 as oip_pb2
 from modelwire.api.v1 import datasets_pb2, inference_pb2
+from modelwire.datatypes import DATATYPES, datatype_of, to_raw, unpack_bytes
 from modelwire.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -23,6 +26,9 @@ from modelwire.errors import (
 )
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+#: Tensors by name; BYTES tensors are numpy object arrays of bytes (str is sent as UTF-8).
+Tensors = dict[str, np.ndarray]
 
 
 # The inverse of the server's table (modelwire.server.status), for what a client sees.
@@ -140,3 +146,37 @@ def translate(error: grpc.RpcError, target: str) -> ModelwireError:
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
         details = f"no answer from {target} before the deadline"
     return _ERRORS.get(code, ModelwireError)(details, status=code.name)
+
+
+def infer_request(
+    model: str, inputs: Tensors, version: int | None, outputs: Iterable[str] | None
+) -> oip_pb2.ModelInferRequest:
+    """An Open Inference Protocol request carrying the tensors raw."""
+    request = oip_pb2.ModelInferRequest(
+        model_name=model, model_version=str(version) if version is not None else ""
+    )
+    for name, value in inputs.items():
+        array = np.asarray(value)
+        if array.dtype.kind == "U":
+            array = array.astype(object)
+        request.inputs.add(name=name, datatype=datatype_of(array).name, shape=array.shape)
+        request.raw_input_contents.append(to_raw(array))
+    for name in outputs or ():
+        request.outputs.add(name=name)
+    return request
+
+
+def infer_outputs(reply: oip_pb2.ModelInferResponse) -> Tensors:
+    """A reply's output tensors as numpy arrays of their datatypes."""
+    outputs = {}
+    for tensor, raw in zip(reply.outputs, reply.raw_output_contents, strict=True):
+        shape = list(tensor.shape)
+        if tensor.datatype == "BYTES":
+            elements = unpack_bytes(raw, int(np.prod(shape, dtype=np.int64)), tensor.name)
+            array = np.empty(len(elements), dtype=object)
+            array[:] = elements
+            outputs[tensor.name] = array.reshape(shape)
+        else:
+            dtype = DATATYPES[tensor.datatype].dtype
+            outputs[tensor.name] = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    return outputs

@@ -7,6 +7,8 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from modelwire.api.oip import grpc_predict_v2_pb2 as oip_pb2
+from modelwire.api.oip import grpc_predict_v2_pb2_grpc as oip_pb2_grpc
 from modelwire.api.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -21,7 +23,10 @@ from modelwire.client._common import (
     ClassificationResult,
     Example,
     ImageInput,
+    Tensors,
     classify_request,
+    infer_outputs,
+    infer_request,
     result,
     stream_outcome,
     stream_requests,
@@ -63,6 +68,7 @@ class Client:
         connection = Connection(target, ca, cert, key, token, tls, balance, connections)
         self._channel = connection.channel()
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        self._oip = oip_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
         self._training = training_pb2_grpc.TrainingServiceStub(self._channel)
@@ -84,6 +90,36 @@ class Client:
         except grpc.RpcError as error:
             raise translate(error, self.target) from None
         return result(reply)
+
+    def infer(
+        self,
+        model: str,
+        inputs: Tensors,
+        *,
+        version: int | None = None,
+        outputs: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Tensors:
+        """Run any model on named tensors (numpy arrays; a batch axis first when the
+        model has one) over the Open Inference Protocol: its outputs by name, every one
+        or those `outputs` names. BYTES tensors are object arrays of bytes."""
+        request = infer_request(model, inputs, version, outputs)
+        try:
+            reply = self._oip.ModelInfer(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return infer_outputs(reply)
+
+    def input_datatypes(self, model: str, *, version: int | None = None) -> dict[str, str]:
+        """The model's inputs and their Open Inference Protocol datatypes, by name."""
+        request = oip_pb2.ModelMetadataRequest(
+            name=model, version=str(version) if version is not None else ""
+        )
+        try:
+            reply = self._oip.ModelMetadata(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return {tensor.name: tensor.datatype for tensor in reply.inputs}
 
     def classify_stream(
         self,

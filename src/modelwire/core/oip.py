@@ -173,10 +173,9 @@ def request_items(tensors: Sequence[InputTensor], served: ServedVersion) -> list
         tensor = tensors[0]
         if tensor.datatype == "BYTES" and tensor.name in specs:
             return _images(tensor)
-    if len(tensors) != len(specs):
-        count = "one input" if len(specs) == 1 else f"{len(specs)} inputs"
+    if len(specs) == 1 and len(tensors) != 1:
         raise InvalidInput(
-            f"the model takes exactly {count}, {', '.join(map(repr, specs))}; got {len(tensors)}",
+            f"the model takes exactly one input, {next(iter(specs))!r}; got {len(tensors)}",
             field="inputs",
         )
     batched = batched_version(served)
