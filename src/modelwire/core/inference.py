@@ -199,16 +199,16 @@ class InferenceEngine:
         batcher = served.batcher
         assert batcher is not None  # a READY version has one
         batched = served.backend.info.batched
+        submits = [
+            batcher.submit_timed(item, key=item_key(item, batched), rows=item_rows(item, batched))
+            for item in items
+        ]
         self._in_flight += 1
         try:
             with served.use():
-                answers = await asyncio.gather(
-                    *(
-                        batcher.submit_timed(
-                            item, key=item_key(item, batched), rows=item_rows(item, batched)
-                        )
-                        for item in items
-                    )
+                # One item (most calls) is awaited as it is: gather would make it a task.
+                answers = (
+                    [await submits[0]] if len(submits) == 1 else await asyncio.gather(*submits)
                 )
             if self._on_timing is not None:
                 for _, timing in answers:

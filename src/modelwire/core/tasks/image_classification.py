@@ -115,10 +115,15 @@ class ImageClassificationTask:
         if reduced:
             try:
                 batch = tensor_batch(reduced, self.preprocessing)
-                decoded = {slot: batch[i : i + 1] for i, slot in enumerate(slots)}
             except Exception:
                 log.exception("unexpected error preparing images for %s", self._where)
                 decoded = self._one_by_one(reduced, slots, errors)
+            else:
+                if not given:  # the usual batch: images only, already in item order
+                    for slot in slots:
+                        rows[slot] = 1
+                    return Encoded({self.input_name: batch}, rows, errors)
+                decoded = {slot: batch[i : i + 1] for i, slot in enumerate(slots)}
         parts = []
         for index in range(len(items)):
             part = given.get(index)
@@ -129,9 +134,7 @@ class ImageClassificationTask:
                 rows[index] = len(part)
         tensors = {}
         if parts:
-            tensors[self.input_name] = (
-                parts[0] if len(parts) == 1 else np.concatenate(parts).astype(np.float32)
-            )
+            tensors[self.input_name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return Encoded(tensors, rows, errors)
 
     def _one_by_one(
