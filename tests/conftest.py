@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,6 +95,8 @@ class ServeProcess:
     port: int
     log: list[str]
     reader: threading.Thread | None = None
+    #: The data directory start_serve made for it (none given), removed by stop_serve.
+    own_data_dir: Path | None = None
 
     @property
     def target(self) -> str:
@@ -113,8 +116,10 @@ def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
     data directory."""
     if "--rest-port" not in args:
         args = (*args, "--rest-port", "off")
+    own_data_dir = None
     if "--data-dir" not in args:
-        args = (*args, "--data-dir", tempfile.mkdtemp(prefix="modelwire-data-"))
+        own_data_dir = Path(tempfile.mkdtemp(prefix="modelwire-data-"))
+        args = (*args, "--data-dir", str(own_data_dir))
     process = processes.popen(
         [sys.executable, "-m", "modelwire", "serve", *args],
         stdout=subprocess.PIPE,
@@ -134,10 +139,12 @@ def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
             # Keep reading (the server logs every call): a full pipe would block it.
             reader = threading.Thread(target=_drain, args=(process, log), daemon=True)
             reader.start()
-            return ServeProcess(process, int(match.group(1)), log, reader)
+            return ServeProcess(process, int(match.group(1)), log, reader, own_data_dir)
     process.kill()
     process.wait()
     process.stdout.close()
+    if own_data_dir is not None:
+        shutil.rmtree(own_data_dir, ignore_errors=True)
     if any("cannot listen" in line for line in log):
         raise AssertionError("the port is taken by another program:\n" + "".join(log))
     raise AssertionError("modelwire serve did not start:\n" + "".join(log))
@@ -175,6 +182,8 @@ def stop_serve(serve: ServeProcess) -> int:
         raise
     if serve.reader is not None:
         serve.reader.join(timeout=30)
+    if serve.own_data_dir is not None:
+        shutil.rmtree(serve.own_data_dir, ignore_errors=True)
     return code
 
 

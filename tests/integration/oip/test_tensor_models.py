@@ -503,3 +503,23 @@ async def test_bad_tensor_requests_over_rest(http: httpx.AsyncClient) -> None:
     assert text.status_code == 200, text.text
     assert text.json()["outputs"][0]["data"] == [1, 3]
     assert text.json()["outputs"][1]["data"] == ["cat", "caf\u00e9"]
+
+
+async def test_stream_infer_answers_tensor_requests_in_order(
+    stub: pb_grpc.GRPCInferenceServiceStub,
+) -> None:
+    def request(value: int, tag: str) -> pb.ModelInferRequest:
+        ids = np.full((1, 2), value, np.int64)
+        return raw_request("mixed", {"ids": ids, "mask": np.ones((1, 2), bool)}, id=tag)
+
+    bad = raw_request("mixed", {"ids": np.zeros((1, 2), np.int32), "mask": np.ones((1, 2), bool)})
+    bad.id = "bad"
+
+    async def requests() -> AsyncIterator[pb.ModelInferRequest]:
+        for message in (request(1, "a"), bad, request(3, "c")):
+            yield message
+
+    answers = [answer async for answer in stub.ModelStreamInfer(requests())]
+    assert [a.infer_response.id for a in answers] == ["a", "bad", "c"]
+    assert "datatype 'INT32' is not accepted" in answers[1].error_message
+    assert [list(outputs_of(answers[i].infer_response)["total"]) for i in (0, 2)] == [[2.0], [6.0]]
