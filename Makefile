@@ -55,6 +55,8 @@ bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	$(BIN)/python benchmarks/grpc_vs_rest.py
 	$(BIN)/python benchmarks/data_and_training.py
 	$(BIN)/python benchmarks/workers.py
+	$(BIN)/python benchmarks/plane_regression.py
+	$(BIN)/python benchmarks/gpu.py
 
 train-default-model: $(VENV)/.dev-installed  ## retrain the shipped digits model
 	$(BIN)/python scripts/train_default_model.py

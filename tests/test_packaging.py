@@ -40,6 +40,7 @@ def test_exported_names() -> None:
         "Client",
         "Example",
         "ImageInput",
+        "Tensors",
     ]
     for name in modelwire.errors.__all__:
         exported = getattr(modelwire.errors, name)
