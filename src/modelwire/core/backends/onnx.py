@@ -201,11 +201,14 @@ class OnnxBackend:
             batch = 0
             log.info("model %s has no batch axis: each request runs alone", self._where)
         if batch > 0:
-            for tensor in graph_inputs:
+            # A fixed first axis of 1 serves batches of one; any other fixed size would
+            # fail every batch that is not exactly that size.
+            served = [o for o in session.get_outputs() if o.type in _DATATYPES]
+            for tensor in (*graph_inputs, *served):
                 first = tensor.shape[0] if tensor.shape else None
-                if not tensor.shape or (_fixed(first) and first != batch):
+                if not tensor.shape or (_fixed(first) and (first, batch) != (1, 1)):
                     raise InvalidInput(
-                        f"{self._where}: input {tensor.name!r} has shape "
+                        f"{self._where}: {tensor.name!r} has shape "
                         f"{_shape(tensor.shape)}, without a dynamic batch axis: set "
                         "batching.max_batch_size = 0 (no batch axis) or export with one"
                     )
