@@ -45,6 +45,7 @@ async def test_list_and_get(start_server: ServerFactory, tmp_path: Path) -> None
         assert model.batching.max_batch_size == 4
         assert model.instances == 2
         assert [(v.version, v.state) for v in model.versions] == [(2, pb.VERSION_STATE_READY)]
+        assert [v.device for v in model.versions] == ["CPUExecutionProvider"]
         assert model.default_version == 2
 
 
