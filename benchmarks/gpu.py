@@ -22,7 +22,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -64,24 +63,6 @@ def build_repository(root: Path) -> None:
         toml.write_text(toml.read_text() + '\n[runtime]\ndevice = "cuda"\n')
 
 
-def raw_throughput(onnx_path: Path) -> dict[str, float]:
-    session = ort.InferenceSession(str(onnx_path), providers=[CUDA, "CPUExecutionProvider"])
-    if session.get_providers()[0] != CUDA:
-        raise SystemExit(f"no GPU: {CUDA} is installed but did not start here")
-    name = session.get_inputs()[0].name
-    out: dict[str, float] = {}
-    for batch in CONCURRENCY:
-        data = np.random.default_rng(0).random((batch, 3, 224, 224), dtype=np.float32)
-        for _ in range(5):
-            session.run(None, {name: data})
-        runs, started = 0, time.perf_counter()
-        while time.perf_counter() - started < 3.0:
-            session.run(None, {name: data})
-            runs += 1
-        out[f"batch_{batch}"] = runs * batch / (time.perf_counter() - started)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=4.0)
@@ -96,7 +77,7 @@ def main() -> None:
         print(missing)
         return
     sys.path.insert(0, str(Path(__file__).parent))
-    from inference_throughput import photo_jpeg
+    from inference_throughput import photo_jpeg, raw_throughput
     from processes import load, start, stop
 
     work = Path(tempfile.mkdtemp(prefix="modelwire-gpu-"))
@@ -112,7 +93,13 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "onnxruntime": ort.__version__,
-        "raw": raw_throughput(repository / "resnet18-cuda" / "1" / "model.onnx"),
+        "raw": raw_throughput(
+            repository / "resnet18-cuda" / "1" / "model.onnx",
+            (3, 224, 224),
+            threads=1,
+            providers=(CUDA, "CPUExecutionProvider"),
+            batches=CONCURRENCY,
+        ),
         "served": [],
     }
     server, target = start(

@@ -106,15 +106,25 @@ def build_repository(root: Path) -> None:
         )
 
 
-def raw_throughput(onnx_path: Path, shape: tuple[int, ...], threads: int) -> dict[str, float]:
+def raw_throughput(
+    onnx_path: Path,
+    shape: tuple[int, ...],
+    threads: int,
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
+    batches: tuple[int, ...] = (1, 8, 32),
+) -> dict[str, float]:
+    """Images/s of one ONNX Runtime session at each batch size, 3 s each."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(onnx_path), options, providers=list(providers))
+    if session.get_providers()[0] != providers[0]:
+        raise SystemExit(f"{providers[0]} did not start here")
     name = session.get_inputs()[0].name
     out: dict[str, float] = {}
-    for batch in (1, 8, 32):
+    for batch in batches:
         data = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
-        session.run(None, {name: data})
+        for _ in range(3):  # warm-up (CUDA allocates and tunes on the first runs)
+            session.run(None, {name: data})
         runs, started = 0, time.perf_counter()
         while time.perf_counter() - started < 3.0:
             session.run(None, {name: data})

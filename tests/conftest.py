@@ -187,6 +187,17 @@ def stop_serve(serve: ServeProcess) -> int:
     return code
 
 
+@pytest.fixture(scope="module")
+def tensor_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """`modelwire serve` with the tensor models of tests.tensor_models."""
+    from tests.tensor_models import tensor_repository  # onnx: the dev tools
+
+    repository = tensor_repository(tmp_path_factory.mktemp("models"))
+    serve = start_serve("--host", "127.0.0.1", "--port", "0", "--model-repository", str(repository))
+    yield serve
+    stop_serve(serve)
+
+
 @pytest.fixture(scope="session")
 def serve_process() -> Iterator[ServeProcess]:
     """One `modelwire serve` subprocess shared by the tests that only read from it."""

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from tests.conftest import ServeProcess, start_serve, stop_serve
+from tests.conftest import ServeProcess
 from tests.integration.cli.test_cli import modelwire
-from tests.tensor_models import tensor_repository
-
-
-@pytest.fixture(scope="module")
-def tensor_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    repository = tensor_repository(tmp_path_factory.mktemp("models"))
-    serve = start_serve("--host", "127.0.0.1", "--port", "0", "--model-repository", str(repository))
-    yield serve
-    stop_serve(serve)
 
 
 def test_infer_reads_npy_and_json_and_prints_json(

@@ -3,23 +3,13 @@ Open Inference Protocol, against `modelwire serve`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
 from modelwire.client import AsyncClient, Client
 from modelwire.errors import InvalidInput, NotFound
-from tests.conftest import ServeProcess, start_serve, stop_serve
-from tests.tensor_models import VOCABULARY, tensor_repository
-
-
-@pytest.fixture(scope="module")
-def tensor_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    repository = tensor_repository(tmp_path_factory.mktemp("models"))
-    serve = start_serve("--host", "127.0.0.1", "--port", "0", "--model-repository", str(repository))
-    yield serve
-    stop_serve(serve)
+from tests.conftest import ServeProcess
+from tests.tensor_models import VOCABULARY
 
 
 def test_infer_takes_and_gives_numpy_arrays(tensor_serve: ServeProcess) -> None:

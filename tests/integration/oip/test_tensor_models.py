@@ -21,6 +21,7 @@ from modelwire.api.oip import grpc_predict_v2_pb2 as pb
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from modelwire.datatypes import DATATYPES, to_raw
 from modelwire.server.app import RunningServer
+from modelwire.server.servicers.oip import TYPED_CONTENTS
 from tests import processes
 from tests.conftest import ServerFactory, rest_url
 from tests.tensor_models import (
@@ -34,20 +35,6 @@ from tests.tensor_models import (
 
 HERE = Path(__file__).resolve().parent
 TYPED = tuple(t for t in ONNX_TYPES if t != "FP16")  # FP16 has no typed contents field
-CONTENTS = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
 
 
 def sample(datatype: str) -> np.ndarray:
@@ -179,7 +166,7 @@ async def test_every_datatype_round_trips_typed_over_grpc(
     for datatype in TYPED:
         array = sample(datatype)
         tensor = request.inputs.add(name=f"in_{datatype}", datatype=datatype, shape=[2, 3])
-        getattr(tensor.contents, CONTENTS[datatype]).extend(array.ravel().tolist())
+        getattr(tensor.contents, TYPED_CONTENTS[datatype]).extend(array.ravel().tolist())
     got = outputs_of(await stub.ModelInfer(request))
     for datatype in TYPED:
         assert_same(got[f"out_{datatype}"], sample(datatype))

@@ -35,13 +35,13 @@ from modelwire.server.streams import answer_in_order
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SERVICE_NAME", "OipServicer"]
+__all__ = ["SERVICE_NAME", "TYPED_CONTENTS", "OipServicer"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 #: Where each datatype's typed values travel in InferTensorContents (FP16 has no field:
 #: it travels raw only).
-_CONTENTS = {
+TYPED_CONTENTS = {
     "BOOL": "bool_contents",
     "INT8": "int_contents",
     "INT16": "int_contents",
@@ -192,7 +192,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
                 )
             values: list[object] = []
             if raw is None and contents.ByteSize():
-                field = _CONTENTS.get(tensor.datatype)
+                field = TYPED_CONTENTS.get(tensor.datatype)
                 given = [f.name for f, _ in contents.ListFields()]
                 if field is None or given != [field]:
                     where = f"in {field}" if field else "in raw_input_contents only"
