@@ -76,8 +76,20 @@ def datatype_of(array: np.ndarray) -> Datatype:
 
 
 def as_bytes_elements(array: np.ndarray) -> np.ndarray:
-    """A BYTES tensor as an object array of bytes (str elements encoded as UTF-8)."""
-    flat = [e.encode() if isinstance(e, str) else bytes(e) for e in array.reshape(-1)]
+    """A BYTES tensor as an object array of bytes (str elements encoded as UTF-8);
+    InvalidInput for an element that is neither (an int would become that many zero
+    bytes). Build BYTES arrays with dtype=object: numpy's fixed-width "S" strings drop
+    trailing NUL bytes."""
+    flat = []
+    for element in array.reshape(-1):
+        if isinstance(element, str | np.str_):
+            flat.append(str(element).encode())
+        elif isinstance(element, bytes | bytearray | memoryview):
+            flat.append(bytes(element))
+        else:
+            raise InvalidInput(
+                f"a BYTES element must be bytes or str, not {type(element).__name__}"
+            )
     elements = np.empty(len(flat), dtype=object)
     elements[:] = flat
     return elements.reshape(array.shape)
@@ -104,6 +116,8 @@ def unpack_bytes(raw: bytes, count: int, tensor: str) -> list[bytes]:
             raise InvalidInput(f"input {tensor!r}: a BYTES element runs past the raw contents")
         elements.append(raw[offset : offset + length])
         offset += length
+        if len(elements) > count:
+            raise InvalidInput(f"input {tensor!r}: shape says {count} elements, got more")
     if len(elements) != count:
         raise InvalidInput(f"input {tensor!r}: shape says {count} elements, got {len(elements)}")
     return elements

@@ -67,7 +67,7 @@ def _tensor(name: str, value: str, datatype: str) -> np.ndarray:
     path = Path(value)
     try:
         if value.endswith(".npy"):
-            return np.asarray(np.load(path, allow_pickle=False))
+            return _as_type(name, np.load(path, allow_pickle=False), datatype)
         text = path.read_text(encoding="utf-8") if value.endswith(".json") else value
         data = json.loads(text)
     except (OSError, ValueError) as exc:
@@ -80,6 +80,19 @@ def _tensor(name: str, value: str, datatype: str) -> np.ndarray:
         return from_values(DATATYPES[datatype], array.shape, values, name)
     except InvalidInput as error:
         raise fail(f"--input {name}: {error.message}") from None
+
+
+def _as_type(name: str, array: np.ndarray, datatype: str) -> np.ndarray:
+    """A .npy array as the model's datatype, where numpy casts it without loss of kind
+    (float64 → FP32, int32 → INT64); else as it is, for the server to refuse."""
+    from modelwire.datatypes import DATATYPES
+
+    if datatype == "BYTES":
+        return array
+    target = DATATYPES[datatype].dtype
+    if array.dtype != target and np.can_cast(array.dtype, target, "same_kind"):
+        return array.astype(target)
+    return array
 
 
 def _described(array: np.ndarray) -> dict[str, Any]:

@@ -101,6 +101,10 @@ class Batcher(Generic[T, R]):
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=name)
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def queue_depth(self) -> int:
         return len(self._queue)
 

@@ -9,10 +9,11 @@ the engine's thread pool, a batch at a time, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from modelwire.errors import InvalidInput, NotReady
 __all__ = ["ClassScore", "Classification", "InferenceEngine", "TensorResult"]
 
 MAX_TOP_K = 1000
+
+R = TypeVar("R")
 
 #: Told, in the caller's context, where each input's time went: (model, version, timing).
 TimingHook = Callable[[str, int, Timing], None]
@@ -197,19 +200,29 @@ class InferenceEngine:
     async def _submit(self, served: ServedVersion, items: Sequence[Item]) -> NamedTensors:
         """Every item through the version's batcher; their outputs, rows in item order."""
         batcher = served.batcher
-        assert batcher is not None  # a READY version has one
+        if batcher is None or batcher.closed:
+            raise NotReady(f"model {served.model!r} version {served.version} is unloading: retry")
+        if len(items) > batcher.max_queue_size:
+            raise InvalidInput(
+                f"the request makes {len(items)} batches (images, or {batcher.max_batch_size} "
+                f"rows each); the model's queue holds {batcher.max_queue_size}: send less "
+                "per request",
+                field="inputs",
+            )
         batched = served.backend.info.batched
-        submits = [
-            batcher.submit_timed(item, key=item_key(item, batched), rows=item_rows(item, batched))
-            for item in items
-        ]
         self._in_flight += 1
         try:
             with served.use():
-                # One item (most calls) is awaited as it is: gather would make it a task.
-                answers = (
-                    [await submits[0]] if len(submits) == 1 else await asyncio.gather(*submits)
-                )
+                if len(items) == 1:  # most calls: awaited as it is, no task of its own
+                    answers = [await batcher.submit_timed(
+                        items[0], key=item_key(items[0], batched), rows=item_rows(items[0], batched)
+                    )]  # fmt: skip
+                else:
+                    answers = await _all_or_none(
+                        batcher.submit_timed(item, key=item_key(item, batched),
+                                             rows=item_rows(item, batched))
+                        for item in items
+                    )  # fmt: skip
             if self._on_timing is not None:
                 for _, timing in answers:
                     self._on_timing(served.model, served.version, timing)
@@ -218,7 +231,14 @@ class InferenceEngine:
         if len(answers) == 1:
             return answers[0][0]
         names = answers[0][0].keys()
-        return {name: np.concatenate([out[name] for out, _ in answers]) for name in names}
+        try:
+            return {name: np.concatenate([out[name] for out, _ in answers]) for name in names}
+        except ValueError:
+            raise InvalidInput(
+                f"the request ran as {len(answers)} batches whose outputs differ in shape: "
+                f"send at most {batcher.max_batch_size} rows per request",
+                field="inputs",
+            ) from None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -235,6 +255,19 @@ class InferenceEngine:
         self._closed = True
         await self.models.close()
         await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+
+async def _all_or_none(calls: Iterable[Awaitable[R]]) -> list[R]:
+    """Every call's result, in order; at the first failure the others are cancelled
+    (their items leave the queue unrun) and the failure is raised."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _tensors(item: Item) -> NamedTensors:

@@ -259,13 +259,17 @@ class ModelManager:
         model = self._models.get(name)
         if model is None or not model.step_models:
             return ""
-        for step in model.step_models:
-            other = self._models.get(step)
-            if step in seen or other is None or not other.ready_versions():
-                return f"step model {step!r} is not served"
-            deeper = self._missing_step(step, seen | {name})
+        assert model.folder is not None  # it has step models
+        for step in model.folder.config.steps:
+            other = self._models.get(step.model)
+            ready = {v.version for v in other.ready_versions()} if other else set()
+            if step.model in seen or not ready:
+                return f"step model {step.model!r} is not served"
+            if step.version is not None and step.version not in ready:
+                return f"step model {step.model!r} version {step.version} is not served"
+            deeper = self._missing_step(step.model, seen | {name})
             if deeper:
-                return f"step model {step!r} cannot serve: {deeper}"
+                return f"step model {step.model!r} cannot serve: {deeper}"
         return ""
 
     def resolve(self, name: str, version: int | None = None) -> ServedVersion:
@@ -363,6 +367,7 @@ class ModelManager:
                 log.warning("model %s failed to load: %s", name, model.reason)
                 self._notify(name)
                 return self.status(name)
+            previous = model.folder
             model.folder, model.reason, model.loaded = folder, "", True
             model.loading = {v: ServedVersion(name, v) for v in folder.versions}
             for served in model.loading.values():
@@ -370,8 +375,9 @@ class ModelManager:
             if model.ready_versions() and not any(
                 v.state == VersionState.READY for v in model.loading.values()
             ):
-                # Nothing new loaded: keep serving what served, and say why.
+                # Nothing new loaded: keep serving what served, as it was, and say why.
                 failure = next((v.reason for v in model.loading.values() if v.reason), "")
+                model.folder = previous
                 model.reason = f"reload failed, the previous versions still serve: {failure}"
                 model.loading = {}
                 return self.status(name)
@@ -396,6 +402,11 @@ class ModelManager:
             log.warning(
                 "model %s version %d failed: %s", folder.name, served.version, error.message
             )
+            return
+        except Exception:
+            log.exception("model %s version %d failed to open", folder.name, served.version)
+            served.state = VersionState.FAILED
+            served.reason = "it could not be opened; the server log has the details"
             return
         batching = folder.config.batching
         served.opened = opened

@@ -28,6 +28,7 @@ from modelwire.core.tensors import (
     from_raw,
     from_values,
     model_inputs,
+    shape_text,
 )
 from modelwire.errors import InvalidInput, NotReady
 
@@ -189,7 +190,7 @@ def request_items(tensors: Sequence[InputTensor], served: ServedVersion) -> list
                 field="inputs",
             )
         if tensor.name in seen:
-            raise InvalidInput(f"input {tensor.name!r} is given twice", field="inputs")
+            raise InvalidInput(f"input {tensor.name[:64]!r} is given twice", field="inputs")
         seen.add(tensor.name)
         if tensor.datatype != spec.datatype:
             images = " (or BYTES [N] of encoded images)" if _takes_images(served) else ""
@@ -220,7 +221,8 @@ def _images(tensor: InputTensor) -> list[Item]:
     dims, name = list(tensor.shape), tensor.name
     if len(dims) != 1 or dims[0] < 1:
         raise InvalidInput(
-            f"input {name!r}: a BYTES input of encoded images has shape [N], got {dims}",
+            f"input {name!r}: a BYTES input of encoded images has shape [N], got "
+            f"{shape_text(dims)}",
             field="inputs",
         )
     images = (
@@ -258,7 +260,8 @@ def classification_elements(
             field="outputs",
         )
     top = min(top, probabilities.shape[1])
-    ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
+    # As float64: negating an unsigned or int8 score would wrap around.
+    ranked = np.argsort(-probabilities.astype(np.float64), axis=1, kind="stable")[:, :top]
     return [
         (
             f"{float(probabilities[row, i]):f}:{i}:{labels[i]}"

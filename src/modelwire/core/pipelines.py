@@ -12,6 +12,7 @@ ready run together.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable, Sequence
 
 from modelwire.core.repository import ModelSource, StepConfig
@@ -78,10 +79,12 @@ class Pipeline:
         try:
             outputs = await call(step.model, step.version, feeds)
         except ModelwireError as error:
-            # The same error (and so the same status code), with the step named.
-            error.message = f"pipeline {self.model!r} step {index + 1} ({step.model}): {error}"
-            error.args = (error.message,)
-            raise
+            # A copy (the batcher gives one error object to every caller of a batch),
+            # so the same status code, with the step named.
+            named = copy.copy(error)
+            named.message = f"pipeline {self.model!r} step {index + 1} ({step.model}): {error}"
+            named.args = (named.message,)
+            raise named from error
         missing = [name for name in step.outputs if name not in outputs]
         if missing:
             raise InvalidInput(

@@ -44,6 +44,7 @@ __all__ = [
     "from_values",
     "model_inputs",
     "pack_bytes",
+    "shape_text",
     "to_raw",
     "unpack_bytes",
 ]
@@ -89,14 +90,29 @@ def element_count(shape: Sequence[int], tensor: str) -> int:
     for a negative dimension or one no array can have."""
     if any(dim < 0 for dim in shape):
         raise InvalidInput(
-            f"input {tensor!r}: shape {list(shape)} has a negative dimension", field="inputs"
+            f"input {tensor!r}: shape {shape_text(shape)} has a negative dimension",
+            field="inputs",
         )
     if any(dim > _MAX_DIM for dim in shape):
         raise InvalidInput(
-            f"input {tensor!r}: shape {list(shape)} has a dimension over {_MAX_DIM}",
+            f"input {tensor!r}: shape {shape_text(shape)} has a dimension over {_MAX_DIM}",
             field="inputs",
         )
-    return math.prod(shape)
+    count = math.prod(shape)
+    if count == 0 and math.prod(dim for dim in shape if dim) > _MAX_DIM:
+        raise InvalidInput(
+            f"input {tensor!r}: shape {shape_text(shape)} is larger than any array can be",
+            field="inputs",
+        )
+    return count
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """A shape for an error message: the first 8 dimensions, then how many more."""
+    dims = list(shape)
+    if len(dims) <= 8:
+        return str(dims)
+    return "[" + ", ".join(map(str, dims[:8])) + f", ... ({len(dims)} dimensions)]"
 
 
 def from_raw(kind: Datatype, shape: Sequence[int], raw: bytes, tensor: str) -> np.ndarray:
@@ -111,7 +127,7 @@ def from_raw(kind: Datatype, shape: Sequence[int], raw: bytes, tensor: str) -> n
     needed = count * kind.size
     if len(raw) != needed:
         raise InvalidInput(
-            f"input {tensor!r}: shape {list(shape)} needs {needed} bytes of {kind.name}, "
+            f"input {tensor!r}: shape {shape_text(shape)} needs {needed} bytes of {kind.name}, "
             f"got {len(raw)}",
             field="inputs",
         )
@@ -132,7 +148,7 @@ def from_values(
         flat = _typed(kind, values, tensor)
     if flat.size != count:
         raise InvalidInput(
-            f"input {tensor!r}: shape {list(shape)} needs {count} {kind.name} values, "
+            f"input {tensor!r}: shape {shape_text(shape)} needs {count} {kind.name} values, "
             f"got {flat.size}",
             field="inputs",
         )
@@ -163,11 +179,17 @@ def _typed(kind: Datatype, values: Sequence[Any], tensor: str) -> np.ndarray:
     accepted = "b" if kind.name == "BOOL" else "iuf"
     if given.size and given.dtype.kind not in accepted:
         raise refusal
+    if kind.name != "BOOL" and given.size and _has_bool(values):
+        raise refusal  # numpy reads [True, 2.5] as [1.0, 2.5]
     with np.errstate(over="ignore"):
         typed = given.astype(kind.dtype)
     if kind.dtype.kind == "f" and not np.array_equal(np.isfinite(typed), np.isfinite(given)):
         raise refusal  # a finite value too large for the type
     return typed
+
+
+def _has_bool(values: Sequence[Any]) -> bool:
+    return any(isinstance(v, bool | np.bool_) for v in np.asarray(values, dtype=object).flat)
 
 
 def check_shape(spec: TensorSpec, shape: Sequence[int], batched: bool) -> None:
@@ -176,12 +198,13 @@ def check_shape(spec: TensorSpec, shape: Sequence[int], batched: bool) -> None:
     element_count(shape, spec.name)
     given = list(shape)
     fits = spec.accepts(given[1:]) if batched and given else spec.accepts(given)
-    if not fits or (batched and given[0] < 1):
+    if not fits or (batched and (not given or given[0] < 1)):
         dims = ["N" if batched else "", *map(str, spec.shape)]
         expected = "[" + ", ".join(d for d in dims if d) + "]"
         anything = " (-1: any length)" if -1 in spec.shape else ""
         raise InvalidInput(
-            f"input {spec.name!r}: {spec.datatype} shape must be {expected}{anything}, got {given}",
+            f"input {spec.name!r}: {spec.datatype} shape must be {expected}{anything}, "
+            f"got {shape_text(given)}",
             field="inputs",
         )
 

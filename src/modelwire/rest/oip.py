@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictInt
 
 from modelwire import __version__
 from modelwire.core import oip, tensors
@@ -35,7 +35,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 class RequestInput(BaseModel):
     name: str
-    shape: list[int]
+    shape: list[StrictInt]  # true or 2.0 is not a dimension
     datatype: str
     parameters: dict[str, Any] = {}
     data: list[Any] | None = None
@@ -206,8 +206,11 @@ def _metadata(metadata: oip.ModelMetadata) -> ModelMetadata:
 async def _infer(
     engine: InferenceEngine, name: str, version: str, request: Request, limit: int
 ) -> Response:
-    served = engine.models.resolve(name, oip.parse_version(version))
+    parsed_version = oip.parse_version(version)
+    engine.models.resolve(name, parsed_version)  # 404 or 503 before reading a body
     body = await read_body(request, limit)
+    # Resolved again after the body: a reload may have switched versions meanwhile.
+    served = engine.models.resolve(name, parsed_version)
     images = served.task.name == "image-classification"
 
     def parse() -> tuple[InferenceRequest, list[Item]]:
@@ -242,14 +245,19 @@ def _input_tensors(request: InferenceRequest, binary: bytes, images: bool) -> li
         size = tensor.parameters.get("binary_data_size")
         if size is not None and tensor.data is not None:
             raise InvalidInput(
-                f"input {tensor.name!r} has both data and a binary_data_size parameter: "
+                f"input {tensor.name[:64]!r} has both data and a binary_data_size parameter: "
                 "send one or the other",
                 field="inputs",
             )
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if (
+                not isinstance(size, int)
+                or isinstance(size, bool)
+                or size < 0
+                or offset + size > len(binary)
+            ):
                 raise InvalidInput(
-                    f"input {tensor.name!r}: binary_data_size {size!r} runs past the "
+                    f"input {tensor.name[:64]!r}: binary_data_size {str(size)[:32]} runs past the "
                     f"{len(binary)} bytes of binary data after the JSON header",
                     field="inputs",
                 )
@@ -259,7 +267,7 @@ def _input_tensors(request: InferenceRequest, binary: bytes, images: bool) -> li
             continue
         if tensor.data is None:
             raise InvalidInput(
-                f"input {tensor.name!r} has neither data nor a binary_data_size parameter",
+                f"input {tensor.name[:64]!r} has neither data nor a binary_data_size parameter",
                 field="inputs",
             )
         values = tensor.data
@@ -273,6 +281,14 @@ def _input_tensors(request: InferenceRequest, binary: bytes, images: bool) -> li
             field="inputs",
         )
     return tensors
+
+
+def _flag(parameters: dict[str, Any], name: str, default: bool = False) -> bool:
+    """A true/false request parameter; InvalidInput for anything else ("false" too)."""
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"the {name} parameter must be true or false", field="outputs")
+    return value
 
 
 def _text_elements(tensor: RequestInput) -> list[bytes]:
@@ -301,7 +317,7 @@ def _base64_elements(tensor: RequestInput) -> list[bytes]:
 
 
 def _response(request: InferenceRequest, result: TensorResult) -> Response:
-    binary_default = bool(request.parameters.get("binary_data_output", False))
+    binary_default = _flag(request.parameters, "binary_data_output")
     requested = {output.name: output for output in request.outputs}
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
@@ -309,17 +325,18 @@ def _response(request: InferenceRequest, result: TensorResult) -> Response:
         array = result.outputs[name]
         wanted = requested.get(name)
         parameters = wanted.parameters if wanted is not None else {}
-        binary = bool(parameters.get("binary_data", binary_default))
+        binary = _flag(parameters, "binary_data", binary_default)
         top = parameters.get("classification")
         if top is not None:
-            if not isinstance(top, int):
+            if not isinstance(top, int) or isinstance(top, bool):
                 raise InvalidInput(
                     "the classification parameter must be an integer", field="outputs"
                 )
             elements = oip.classification_elements(array, result.labels, top)
+            rows = len(result.outputs[name])
             array = np.empty(len(elements), dtype=object)
             array[:] = elements
-            array = array.reshape(len(result.outputs[name]), -1)
+            array = array.reshape(rows, len(elements) // rows if rows else 0)
         datatype = tensors.datatype_of(array).name
         described: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:

@@ -63,6 +63,8 @@ async def server(start_server: ServerFactory, tmp_path: Path) -> RunningServer:
     add_pipeline(repository, "read-digits", pipeline_toml())
     add_pipeline(repository, "missing-step", pipeline_toml(second="nope"))
     add_pipeline(repository, "any-width", pipeline_toml(width=-1))
+    pinned = pipeline_toml().replace('model = "scale"', 'model = "scale"\nversion = 2')
+    add_pipeline(repository, "pinned", pinned)
     return await start_server(model_repositories=[repository], default_models=False)
 
 
@@ -129,6 +131,9 @@ async def test_a_pipeline_without_its_step_is_not_ready_and_says_which(
         )
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "step model 'nope' is not served" in (caught.value.details() or "")
+    assert server.engine.models.status("pinned").reason == (
+        "step model 'scale' version 2 is not served"
+    )
     # Unloading a step takes its pipelines out of service too, and loading it back in.
     await server.engine.models.unload("scale")
     assert not (await stub.ModelReady(pb.ModelReadyRequest(name="read-digits"))).ready

@@ -4,6 +4,7 @@ and no traceback; a caller's deadline holds while the model runs."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import sys
@@ -79,6 +80,21 @@ async def python_server(start_server: ServerFactory, tmp_path: Path) -> RunningS
     (folder / "1").mkdir(parents=True)
     (folder / "model.toml").write_text(TENSOR_TOML)
     (folder / "model.py").write_text(BEHAVING)
+    # The same model waiting (up to 10 s) for two rows: two callers share a batch.
+    waiting = repository / "doubler-wait"
+    (waiting / "1").mkdir(parents=True)
+    (waiting / "model.toml").write_text(
+        TENSOR_TOML + "[batching]\nmax_batch_size = 2\nmax_queue_delay_ms = 10000\n"
+    )
+    (waiting / "model.py").write_text(BEHAVING)
+    # A model whose load fails with a path in its error.
+    broken = repository / "no-weights"
+    (broken / "1").mkdir(parents=True)
+    (broken / "model.toml").write_text(TENSOR_TOML)
+    (broken / "model.py").write_text(
+        "class Missing:\n    def load(self, folder):\n        open(folder / 'weights.bin')\n"
+        "    def predict(self, inputs):\n        return inputs\n"
+    )
     return await start_server(
         model_repositories=[repository], default_models=False, allow_python_models=True
     )
@@ -148,6 +164,29 @@ async def test_an_exception_fails_its_batch_with_internal_and_no_traceback(
     assert "secret detail" in caplog.text  # the log has it, the client does not
     answer = await stub.ModelInfer(raw_request("doubler", {"x": np.array([[2.5]], np.float32)}))
     assert list(outputs_of(answer)["y"].ravel()) == [5.0]
+
+
+async def test_a_failing_row_fails_only_its_own_caller_in_a_shared_batch(
+    stub: pb_grpc.GRPCInferenceServiceStub,
+) -> None:
+    answers: list[object] = await asyncio.gather(
+        stub.ModelInfer(raw_request("doubler-wait", {"x": np.array([[2.0]], np.float32)})),
+        stub.ModelInfer(raw_request("doubler-wait", {"x": np.array([[-1.0]], np.float32)})),
+        return_exceptions=True,
+    )
+    good, bad = answers
+    assert isinstance(good, pb.ModelInferResponse)
+    assert list(outputs_of(good)["y"].ravel()) == [4.0]
+    assert isinstance(bad, grpc.aio.AioRpcError)
+    assert bad.code() == grpc.StatusCode.INTERNAL
+
+
+async def test_a_load_error_names_no_path(python_server: RunningServer, tmp_path: Path) -> None:
+    status = python_server.engine.models.status("no-weights")
+    assert status.state == "FAILED"
+    reason = status.versions[0].reason
+    assert "Missing.load failed (FileNotFoundError)" in reason
+    assert str(tmp_path) not in reason
 
 
 async def test_a_deadline_holds_while_the_model_runs(

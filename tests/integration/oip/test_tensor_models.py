@@ -441,11 +441,27 @@ TWO_BOOLS = np.ones(2, bool).tobytes()
             _bad([_ids([1, 2]), _ids([1, 2])], [EIGHT, EIGHT]),
             "input 'ids' is given twice",
         ),
+        (_bad([_ids([]), _mask([1, 2])], [EIGHT[:8], TWO_BOOLS]), "shape must be [N, -1]"),
+        (
+            _bad([_ids([1, 3]), _mask([1, 4])], [EIGHT + EIGHT[:8], np.ones(4, bool).tobytes()]),
+            "could not run on this input (ONNX Runtime refused it)",
+        ),
+        (
+            _bad([_ids([1] * 30 + [-1]), _mask([1, 2])], [EIGHT, TWO_BOOLS]),
+            "(31 dimensions)] has a negative dimension",
+        ),
+        (
+            _bad([pb.ModelInferRequest.InferInputTensor(name="x" * 5000, datatype="INT64",
+                                                        shape=[1, 2]), _mask([1, 2])],
+                 [EIGHT, TWO_BOOLS]),
+            "unknown input 'xxxxxxxx",
+        ),
     ],
     ids=[
         "missing-input", "unknown-input", "wrong-datatype", "wrong-rank", "raw-length",
         "typed-count", "typed-field", "typed-and-raw", "negative-dim", "exceeds-message",
-        "overflows", "zero-rows", "rows-disagree", "unknown-output", "twice",
+        "overflows", "zero-rows", "rows-disagree", "unknown-output", "twice", "no-rows-axis",
+        "shapes-the-graph-refuses", "many-dims", "long-name",
     ],
 )  # fmt: skip
 async def test_bad_tensor_requests_are_invalid_argument(
@@ -455,6 +471,19 @@ async def test_bad_tensor_requests_are_invalid_argument(
         await stub.ModelInfer(request_)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details in (caught.value.details() or "")
+    assert len(caught.value.details() or "") < 1000
+    assert "onnxruntime_src" not in (caught.value.details() or "")
+
+
+async def test_a_request_too_big_for_the_queue_is_refused_not_retried(
+    stub: pb_grpc.GRPCInferenceServiceStub,
+) -> None:
+    ids = np.ones((4 * 1024 + 1, 5), np.int64)  # 1025 batches of 4 rows; the queue holds 1024
+    request = raw_request("mixed-declared", {"ids": ids, "mask": ids > 0})
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ModelInfer(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "makes 1025 batches" in (caught.value.details() or "")
 
 
 async def test_bad_tensor_requests_over_rest(http: httpx.AsyncClient) -> None:
@@ -473,11 +502,19 @@ async def test_bad_tensor_requests_over_rest(http: httpx.AsyncClient) -> None:
         (body(shape=[1, -1]), "negative dimension"),
         (body(shape=[2**62, 2**62]), "got 2"),
         (body(name="idz"), "unknown input 'idz'"),
+        (body(datatype="FP32", data=[True, 2.5]), "datatype 'FP32' is not accepted"),
+        (body(shape=[True, 2]), "shape"),
+        (body(shape=[1, 2.0]), "shape"),
+        (body(data=[True, 2]), "INT64 data must be numbers that fit it"),
     ]
     for request_body, message in cases:
         response = await http.post("/v2/models/mixed/infer", json=request_body)
         assert response.status_code == 400, (message, response.text)
         assert message in response.json()["error"], response.json()
+    not_a_flag = {**body(), "parameters": {"binary_data_output": "false"}}
+    response = await http.post("/v2/models/mixed/infer", json=not_a_flag)
+    assert response.status_code == 400
+    assert "binary_data_output parameter must be true or false" in response.json()["error"]
     ok = await http.post("/v2/models/mixed/infer", json=body())
     assert ok.status_code == 200, ok.text
     assert ok.json()["outputs"][1] == {"name": "total", "datatype": "FP32", "shape": [1],

@@ -30,3 +30,14 @@ def test_versions(text: str, version: int | None) -> None:
 def test_bad_versions(text: str) -> None:
     with pytest.raises(InvalidInput, match="positive number"):
         parse_version(text)
+
+
+def test_classification_ranks_unsigned_and_int8_scores_by_value() -> None:
+    assert classification_elements(np.array([[0, 5, 10]], np.uint8), (), 3) == [
+        b"10.000000:2",
+        b"5.000000:1",
+        b"0.000000:0",
+    ]
+    assert classification_elements(np.array([[-128, 3]], np.int8), ("a", "b"), 1) == [
+        b"3.000000:1:b"
+    ]

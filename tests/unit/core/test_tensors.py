@@ -132,3 +132,13 @@ def test_bad_shapes_and_names() -> None:
     with pytest.raises(InvalidInput, match="unknown datatype 'FLOAT'"):
         datatype("FLOAT", "t")
     assert datatype("INT64", "t") is DATATYPES["INT64"]
+
+
+def test_an_empty_shape_too_large_for_any_array_is_refused() -> None:
+    from modelwire.core.tensors import DATATYPES, from_raw, from_values
+
+    with pytest.raises(InvalidInput, match="larger than any array can be"):
+        from_values(DATATYPES["FP32"], [0, 2**62, 2**62], [], "x")
+    with pytest.raises(InvalidInput, match="larger than any array can be"):
+        from_raw(DATATYPES["FP32"], [1, 0, 2**62, 4], b"", "x")
+    assert from_values(DATATYPES["FP32"], [0, 2**20], [], "x").shape == (0, 2**20)

@@ -195,6 +195,8 @@ class OnnxBackend:
     def _describe(self, session: ort.InferenceSession, device: str) -> BackendInfo:
         config = self.source.config
         graph_inputs = session.get_inputs()
+        if not graph_inputs:
+            raise InvalidInput(f"{self._where}: the model has no inputs")
         batch = config.batching.max_batch_size
         has_axis = all(len(i.shape) >= 1 and not _fixed(i.shape[0]) for i in graph_inputs)
         if not config.batch_size_given and not has_axis:
@@ -222,6 +224,15 @@ class OnnxBackend:
         session = self._sessions.get()
         try:
             results = session.run(self._output_names, inputs)
+        except Exception as error:
+            # ONNX Runtime's own words name its source paths: they stay in the log.
+            log.warning("model %s could not run a batch: %s", self._where, error)
+            raise InvalidInput(
+                f"model {self._where} could not run on this input (ONNX Runtime refused "
+                "it): check that the inputs' shapes and values fit together as the model "
+                "needs",
+                field="inputs",
+            ) from None
         finally:
             self._sessions.put(session)
         outputs = {}

@@ -76,7 +76,8 @@ class PythonBackend:
         except Exception as exc:
             log.exception("%s: model.py failed to import", self._where)
             raise InvalidInput(
-                f"{self._where}: model.py failed to import: {type(exc).__name__}: {exc}"
+                f"{self._where}: model.py failed to import ({type(exc).__name__}); the "
+                "server log has the details"
             ) from None
         found = [
             value
@@ -103,14 +104,18 @@ class PythonBackend:
         except Exception as exc:
             log.exception("%s: the Python model failed to load", self._where)
             raise InvalidInput(
-                f"{self._where}: {model_class.__name__}.load failed: {type(exc).__name__}: {exc}"
+                f"{self._where}: {model_class.__name__}.load failed ({type(exc).__name__}); "
+                "the server log has the details"
             ) from None
         return model
 
     def run(self, inputs: NamedTensors) -> NamedTensors:
+        # Writable copies where the request's buffer is read-only, so a model may
+        # change its inputs in place whether or not its batch was stacked.
+        given = {n: a if a.flags.writeable else a.copy() for n, a in inputs.items()}
         model = self._instances.get()
         try:
-            answer = model.predict(dict(inputs))
+            answer = model.predict(given)
         finally:
             self._instances.put(model)
         if not isinstance(answer, dict):

@@ -8,6 +8,7 @@ classification extension as BYTES [N, k] of "score:index:label".
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -36,6 +37,9 @@ from modelwire.server.streams import answer_in_order
 log = logging.getLogger(__name__)
 
 __all__ = ["SERVICE_NAME", "TYPED_CONTENTS", "OipServicer"]
+
+#: Requests larger than this are checked and parsed off the event loop.
+_PARSE_ON_LOOP_BYTES = 256 * 1024
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
@@ -162,7 +166,14 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         version = parse_version(request.model_version)
         served = self._engine.models.resolve(request.model_name, version)
-        items = request_items(self._input_tensors(request), served)
+        if request.ByteSize() > _PARSE_ON_LOOP_BYTES:
+            # Millions of typed values or BYTES elements take seconds to check: in a
+            # worker thread, so other calls (health checks too) go on meanwhile.
+            items = await asyncio.to_thread(
+                lambda: request_items(self._input_tensors(request), served)
+            )
+        else:
+            items = request_items(self._input_tensors(request), served)
         result = await self._engine.infer(served, items)
         response = pb.ModelInferResponse(
             model_name=result.model, model_version=str(result.version), id=request.id
@@ -186,7 +197,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             contents = tensor.contents
             if raw is not None and contents.ByteSize():
                 raise InvalidInput(
-                    f"input {tensor.name!r} has both typed contents and raw_input_contents: "
+                    f"input {tensor.name[:64]!r} has both typed contents and raw_input_contents: "
                     "send one or the other",
                     field="inputs",
                 )
@@ -197,7 +208,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
                 if field is None or given != [field]:
                     where = f"in {field}" if field else "in raw_input_contents only"
                     raise InvalidInput(
-                        f"input {tensor.name!r}: typed {tensor.datatype[:32]} values travel "
+                        f"input {tensor.name[:64]!r}: typed {tensor.datatype[:32]} values travel "
                         f"{where}; got {', '.join(given)}",
                         field="inputs",
                     )
