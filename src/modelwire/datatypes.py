@@ -67,12 +67,19 @@ DATATYPES: dict[str, Datatype] = _table()
 
 def datatype_of(array: np.ndarray) -> Datatype:
     """The protocol's datatype of an array (object and string arrays are BYTES)."""
+    found = _BY_DTYPE.get(array.dtype)
+    if found is not None:
+        return found
     if array.dtype.kind in "OSU":
         return DATATYPES["BYTES"]
     for kind in DATATYPES.values():
         if kind.dtype.kind == array.dtype.kind and kind.dtype.itemsize == array.dtype.itemsize:
             return kind
     raise InvalidInput(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
+
+
+#: The usual dtypes (native and little-endian), looked up before anything else.
+_BY_DTYPE = {kind.dtype: kind for kind in DATATYPES.values() if kind.name != "BYTES"}
 
 
 def as_bytes_elements(array: np.ndarray) -> np.ndarray:

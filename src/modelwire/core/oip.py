@@ -205,6 +205,12 @@ def request_items(tensors: Sequence[InputTensor], served: ServedVersion) -> list
             arrays[tensor.name] = from_raw(kind, tensor.shape, tensor.raw, tensor.name)
         else:
             arrays[tensor.name] = from_values(kind, tensor.shape, tensor.values, tensor.name)
+    if batched and len({array.shape[0] for array in arrays.values()}) > 1:
+        rows = sorted({array.shape[0] for array in arrays.values()})
+        raise InvalidInput(
+            f"the inputs disagree on the batch size (first dimension): {rows[:8]}",
+            field="inputs",
+        )
     missing = [name for name in specs if name not in arrays]
     if missing:
         raise InvalidInput(

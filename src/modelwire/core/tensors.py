@@ -88,6 +88,19 @@ _MAX_DIM = np.iinfo(np.intp).max
 def element_count(shape: Sequence[int], tensor: str) -> int:
     """How many elements `shape` holds, in Python integers (no overflow); InvalidInput
     for a negative dimension or one no array can have."""
+    dims = tuple(shape)
+    if dims and (min(dims) < 0 or max(dims) > _MAX_DIM):
+        return _bad_count(dims, tensor)
+    count = math.prod(dims)
+    if count == 0 and math.prod(dim for dim in dims if dim) > _MAX_DIM:
+        raise InvalidInput(
+            f"input {tensor!r}: shape {shape_text(dims)} is larger than any array can be",
+            field="inputs",
+        )
+    return count
+
+
+def _bad_count(shape: Sequence[int], tensor: str) -> int:
     if any(dim < 0 for dim in shape):
         raise InvalidInput(
             f"input {tensor!r}: shape {shape_text(shape)} has a negative dimension",
@@ -98,13 +111,7 @@ def element_count(shape: Sequence[int], tensor: str) -> int:
             f"input {tensor!r}: shape {shape_text(shape)} has a dimension over {_MAX_DIM}",
             field="inputs",
         )
-    count = math.prod(shape)
-    if count == 0 and math.prod(dim for dim in shape if dim) > _MAX_DIM:
-        raise InvalidInput(
-            f"input {tensor!r}: shape {shape_text(shape)} is larger than any array can be",
-            field="inputs",
-        )
-    return count
+    raise AssertionError("unreachable: a dimension is negative or too large")
 
 
 def shape_text(shape: Sequence[int]) -> str:

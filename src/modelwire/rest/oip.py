@@ -219,7 +219,7 @@ async def _infer(
         return parsed, oip.request_items(_input_tensors(parsed, binary, images), served)
 
     parsed, items = await off_loop(len(body), parse)
-    result = await engine.infer(served, items)
+    result = await engine.infer(served, items, checked=True)
     size = sum(array.size for array in result.outputs.values())
     return await off_loop(size * 16, lambda: _response(parsed, result))
 

@@ -174,7 +174,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         else:
             items = request_items(self._input_tensors(request), served)
-        result = await self._engine.infer(served, items)
+        result = await self._engine.infer(served, items, checked=True)
         response = pb.ModelInferResponse(
             model_name=result.model, model_version=str(result.version), id=request.id
         )
