@@ -107,5 +107,8 @@ async def test_an_animated_webp_counts_its_decoder_canvases(serve: ServeProcess)
     assert peak_resident(pid) - base <= 16 * MB  # refused from the header
     base = reset_peak(pid)
     assert await classify_all(serve.target, [fits] * 8) == [grpc.StatusCode.OK] * 8
-    # Two threads, each decoding one 4 Mpx WebP at a time (3 copies of 4 bytes a pixel).
-    assert peak_resident(pid) - base <= 2 * 3 * 4 * 2000 * 2000 + 32 * MB
+    # Two threads, each decoding one 4 Mpx WebP at a time (3 copies of 4 bytes a pixel),
+    # plus one such decode's memory that glibc may keep in a thread's arena after it is
+    # freed (measured up to 145 MB under load; MALLOC_ARENA_MAX=2 makes it 60 MB): far
+    # below the 8 decodes (384 MB) this guards against.
+    assert peak_resident(pid) - base <= 3 * 3 * 4 * 2000 * 2000 + 32 * MB
