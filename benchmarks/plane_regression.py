@@ -1,21 +1,24 @@
-"""The data plane against a baseline commit: the same requests, the same machine, in
+"""This checkout against a baseline commit: the same requests, the same machine, in
 turns, so the ratio says what a change did to per-call speed.
 
     python benchmarks/plane_regression.py [--baseline REV] [--rounds 3] [--duration 3]
 
 Checks REV (default: the previous commit) out into a temporary git worktree and runs
 `modelwire serve` from it (its source first on PYTHONPATH, this checkout's installed
-dependencies) beside a server from this checkout, one at a time. Each round measures,
-on each server: the Open Inference Protocol tensor path (ModelInfer, the digits model
-fed its preprocessed FP32 tensor) and the Classify image path (a PNG of a digit), at
-concurrency 1 and 8. Prints the medians over rounds and the ratio this/baseline;
-writes benchmarks/results/plane_regression.json.
+dependencies) beside a server from this checkout, one at a time. Each round measures, on
+each server, the digits model:
+- with h2load (nghttp2's C load generator, see per_call.py), the server's throughput
+  and its own CPU time per call: OIP ModelInfer of the FP32 tensor at 32 in flight,
+  Classify of the 28x28 PNG at 64, REST classify of the PNG (raw body) at 8;
+- with `modelwire bench` (Python), throughput and p50: ModelInfer and Classify at 1 in
+  flight, ClassifyStream at 64.
+Prints the medians over rounds and the ratios this/baseline; writes
+benchmarks/results/plane_regression.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -27,40 +30,69 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-from processes import load, start, stop
+from per_call import CLASSIFY, GRPC_HEADERS, INFER, digit_bodies, h2load
+from processes import cpu_seconds, failed_calls, load, start_with_rest, stop
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = [("oip", 1), ("oip", 8), ("unary", 1), ("unary", 8)]
+#: (case, title, in flight)
+H2LOAD_CASES = [
+    ("infer", "OIP ModelInfer, FP32 tensor (h2load)", 32),
+    ("classify", "Classify, PNG (h2load)", 64),
+    ("rest", "REST classify, PNG body (h2load)", 8),
+]
+H2LOAD_NAMES = {case for case, _, _ in H2LOAD_CASES}
+BENCH_CASES = [
+    ("oip", "OIP ModelInfer, FP32 tensor", 1),
+    ("unary", "Classify, PNG", 1),
+    ("stream", "ClassifyStream, PNG", 64),
+]
 
 
-def payloads(folder: Path) -> dict[str, Path]:
-    from sklearn.datasets import load_digits
-
-    pixels = load_digits().images[0]
-    tensor = folder / "digit.npy"
-    np.save(tensor, (pixels / 16.0).astype(np.float32)[None, None])
-    picture = Image.fromarray((pixels * 255 / 16).astype(np.uint8)).resize((28, 28))
-    buffer = io.BytesIO()
-    picture.save(buffer, "PNG")
-    image = folder / "digit.png"
-    image.write_bytes(buffer.getvalue())
-    return {"oip": tensor, "unary": image}
-
-
-def serve(source: Path, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    env_path = str(source / "src")
-    os.environ["PYTHONPATH"] = env_path
+def serve(source: Path, data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+    os.environ["PYTHONPATH"] = str(source / "src")
     try:
-        return start(
+        return start_with_rest(
             [
                 sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1",
-                "--port", "0", "--rest-port", "off", "--data-dir", str(data_dir),
+                "--port", "0", "--rest-port", "0", "--data-dir", str(data_dir),
             ]
         )  # fmt: skip
     finally:
         del os.environ["PYTHONPATH"]
+
+
+def measure_round(
+    source: Path, work: Path, files: dict[str, Path], duration: float
+) -> dict[str, dict[str, float]]:
+    server, target, rest = serve(source, work / f"data-{source.name}")
+    out: dict[str, dict[str, float]] = {}
+    try:
+        h2load(f"http://{target}{CLASSIFY}", files["classify"], GRPC_HEADERS, 8, 1, False)
+        for case, _, n in H2LOAD_CASES:
+            if case == "rest":
+                url = f"http://{rest}/v1/models/digits:classify"
+                headers = ["content-type: application/octet-stream"]
+            else:
+                url = f"http://{target}{INFER if case == 'infer' else CLASSIFY}"
+                headers = GRPC_HEADERS
+            before = cpu_seconds(server.pid)
+            rate, answered = h2load(url, files[case], headers, n, duration, case == "rest")
+            cpu = (cpu_seconds(server.pid) - before) * 1e3 / max(1, answered)
+            out[case] = {"throughput_per_s": rate, "server_cpu_ms_per_call": cpu}
+        for mode, _, n in BENCH_CASES:
+            payload = files["npy"] if mode == "oip" else files["png"]
+            row = load(target, payload, "digits", mode, n, duration)
+            out[mode] = {"throughput_per_s": row["throughput_per_s"], "p50_ms": row["p50_ms"]}
+        assert failed_calls(rest) == 0, "calls failed"
+    finally:
+        stop(server)
+    return out
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def main() -> None:
@@ -69,47 +101,36 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0)
     args = parser.parse_args()
+    if not shutil.which("h2load"):
+        raise SystemExit("needs h2load (Debian package nghttp2-client)")
     work = Path(tempfile.mkdtemp(prefix="modelwire-plane-"))
     baseline = work / "baseline"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline],
-        check=True,
-        capture_output=True,
-    )
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    base_commit = subprocess.run(
-        ["git", "-C", str(baseline), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    files = payloads(work)
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {"this": {}, "baseline": {}}
+    git("worktree", "add", "--detach", str(baseline), args.baseline)
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    base_commit = git("-C", str(baseline), "rev-parse", "--short", "HEAD")
+    files = digit_bodies(work)
+    files["png"], files["npy"] = work / "digit.png", work / "digit.npy"
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {"this": [], "baseline": []}
     try:
         for _ in range(args.rounds):
             for side, source in (("baseline", baseline), ("this", ROOT)):
-                server, target = serve(source, work / f"data-{side}")
-                try:
-                    for mode, concurrency in CASES:
-                        row = load(target, files[mode], "digits", mode, concurrency, args.duration)
-                        runs[side].setdefault(f"{mode}-c{concurrency}", []).append(row)
-                finally:
-                    stop(server)
+                runs[side].append(measure_round(source, work, files, args.duration))
     finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], check=False
-        )
+        git("worktree", "remove", "--force", str(baseline))
         shutil.rmtree(work, ignore_errors=True)
-    report(runs, commit, base_commit, args)
+    report(runs, commit + (" (with changes)" if dirty else ""), base_commit, args)
 
 
 def report(
-    runs: dict[str, dict[str, list[dict[str, Any]]]],
+    runs: dict[str, list[dict[str, dict[str, float]]]],
     commit: str,
     base_commit: str,
     args: argparse.Namespace,
 ) -> None:
+    def median(side: str, case: str, key: str) -> float:
+        return statistics.median(run[case][key] for run in runs[side])
+
     summary: dict[str, Any] = {
         "commit": commit,
         "baseline": base_commit,
@@ -119,24 +140,20 @@ def report(
         "cases": {},
     }
     print(f"\nthis ({commit}) against the baseline ({base_commit}), medians of {args.rounds}")
-    print("| path | concurrency | baseline req/s | this req/s | ratio | baseline p50 ms | "
-          "this p50 ms |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    for case in runs["this"]:
-        mode, level = case.rsplit("-c", 1)
-        medians = {
-            side: (
-                statistics.median(r["throughput_per_s"] for r in runs[side][case]),
-                statistics.median(r["p50_ms"] for r in runs[side][case]),
-            )
-            for side in ("baseline", "this")
-        }
-        ratio = medians["this"][0] / medians["baseline"][0]
-        summary["cases"][case] = {"medians": medians, "ratio": ratio}
-        path = "OIP ModelInfer, FP32 tensor" if mode == "oip" else "Classify, PNG"
+    print("| path | in flight | baseline req/s | this req/s | ratio | baseline → this |")
+    print("|---|---|---|---|---|---|")
+    for case, title, n in H2LOAD_CASES + BENCH_CASES:
+        before, after = (median(side, case, "throughput_per_s") for side in ("baseline", "this"))
+        extra = "server_cpu_ms_per_call" if case in H2LOAD_NAMES else "p50_ms"
+        detail = [median(side, case, extra) for side in ("baseline", "this")]
+        unit = "ms CPU/call" if extra == "server_cpu_ms_per_call" else "ms p50"
+        summary["cases"][case] = {
+            "title": title, "in_flight": n, "baseline": before, "this": after,
+            "ratio": after / before, extra: detail,
+        }  # fmt: skip
         print(
-            f"| {path} | {level} | {medians['baseline'][0]:.0f} | {medians['this'][0]:.0f} | "
-            f"{ratio:.2f} | {medians['baseline'][1]:.2f} | {medians['this'][1]:.2f} |"
+            f"| {title} | {n} | {before:,.0f} | {after:,.0f} | {after / before:.2f} | "
+            f"{detail[0]:.3f} → {detail[1]:.3f} {unit} |"
         )
     out = ROOT / "benchmarks" / "results" / "plane_regression.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")

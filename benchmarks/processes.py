@@ -9,8 +9,11 @@ import re
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 LISTENING = re.compile(r"(?:serving .*|echo listening) on 127\.0\.0\.1:(\d+)")
 REST_LISTENING = re.compile(r"REST gateway on http://127\.0\.0\.1:(\d+)")
@@ -50,6 +53,23 @@ def start_with_log(command: list[str]) -> tuple[subprocess.Popen[str], str, list
             threading.Thread(target=process.stdout.read, daemon=True).start()
             return process, f"127.0.0.1:{match.group(1)}", lines
     raise RuntimeError(f"{command} did not start")
+
+
+def failed_calls(rest_target: str, method: str | None = None) -> int:
+    """Calls (of `method`, or all) that failed, from the server's own metrics: h2load sees
+    HTTP 200 even for a gRPC error. CANCELLED is the client leaving: h2load resets the
+    calls in flight when its time is up."""
+    text = urllib.request.urlopen(f"http://{rest_target}/metrics").read().decode()
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "modelwire_requests_total"
+            and method in (None, sample.labels.get("method"))
+            and sample.labels.get("code") not in ("OK", "CANCELLED", "200")
+        )
+    )
 
 
 def cpu_seconds(pid: int) -> float:

@@ -27,14 +27,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import torch
 from inference_throughput import digit_png, photo_jpeg
-from processes import cpu_seconds, load, start_with_rest, stop
-from prometheus_client.parser import text_string_to_metric_families
+from processes import cpu_seconds, failed_calls, load, start_with_rest, stop
 
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.core.training.architectures import resnet18
@@ -86,7 +84,7 @@ def measure(
         if shutil.which("h2load"):
             rates = sorted(h2load_rate(target, model, image, duration) for _ in range(repeat))
             result["h2load"] = {"throughput_per_s": rates[len(rates) // 2], "runs": rates}
-        result["failed_calls"] = failed_calls(rest_target)
+        result["failed_calls"] = failed_calls(rest_target, "Classify")
         return result
     finally:
         stop(process)
@@ -112,23 +110,6 @@ def h2load_rate(target: str, model: str, image: Path, duration: float) -> float:
     match = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", output)
     assert match, output
     return float(match.group(1))
-
-
-def failed_calls(rest_target: str) -> int:
-    """Classify calls that failed, from the server's own metrics (h2load sees HTTP 200
-    even for a gRPC error). CANCELLED is the client leaving: h2load resets the calls in
-    flight when its time is up."""
-    text = urllib.request.urlopen(f"http://{rest_target}/metrics").read().decode()
-    return int(
-        sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "modelwire_requests_total"
-            and sample.labels.get("method") == "Classify"
-            and sample.labels.get("code") not in ("OK", "CANCELLED")
-        )
-    )
 
 
 def server_cpu_seconds(pid: int) -> float:

@@ -1,5 +1,7 @@
-"""A bare grpc.aio server for InferenceService that answers at once with a fixed result:
-the transport ceiling of Python gRPC on this machine, for benchmarks to compare with.
+"""A bare grpc.aio server that answers at once with a fixed result: the transport
+ceiling of Python gRPC on this machine, for benchmarks to compare with. It answers
+InferenceService's Classify and ClassifyStream, and the Open Inference Protocol's
+ModelInfer (with the digits model's answer: FP32 logits [1, 10]).
 
     python -m modelwire.bench.echo --port 0     # prints "echo listening on 127.0.0.1:PORT"
 """
@@ -13,12 +15,31 @@ from typing import Any
 
 import grpc
 
+from modelwire.api.oip import grpc_predict_v2_pb2 as oip
+from modelwire.api.oip import grpc_predict_v2_pb2_grpc as oip_grpc
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 
 ANSWER = pb.ClassifyResponse(
     model="echo", version=1, classes=[pb.ClassScore(label="7", index=7, score=0.99)]
 )
+
+
+INFER_ANSWER = oip.ModelInferResponse(
+    model_name="digits",
+    model_version="1",
+    outputs=[
+        oip.ModelInferResponse.InferOutputTensor(name="logits", datatype="FP32", shape=[1, 10])
+    ],
+    raw_output_contents=[bytes(40)],
+)
+
+
+class EchoInferServicer(oip_grpc.GRPCInferenceServiceServicer):
+    async def ModelInfer(
+        self, request: oip.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> oip.ModelInferResponse:
+        return INFER_ANSWER
 
 
 class EchoServicer(pb_grpc.InferenceServiceServicer):
@@ -39,6 +60,7 @@ class EchoServicer(pb_grpc.InferenceServiceServicer):
 async def main(port: int) -> None:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
     pb_grpc.add_InferenceServiceServicer_to_server(EchoServicer(), server)
+    oip_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInferServicer(), server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print(f"echo listening on 127.0.0.1:{bound}", flush=True)

@@ -1,0 +1,356 @@
+"""What one call costs the server, against the bare transport, REST and raw ONNX Runtime,
+in one run.
+
+    python benchmarks/per_call.py [--duration 3] [--repeat 3] [--skip-resnet]
+
+The server-bound rows use h2load (nghttp2's C load generator: Debian's nghttp2-client),
+which costs the two shared cores far less than a Python client: gRPC calls are framed by
+hand (a 0 byte, the length, the message) over HTTP/2, REST calls go over HTTP/1.1 with
+one connection per call in flight. Each row also gives the server's own CPU time per
+answered call, from /proc, so the client's cost stays out of it. Rows:
+- OIP ModelInfer of the digits model's FP32 tensor [1, 1, 8, 8], 32 in flight, against
+  the bare grpc.aio echo server (`modelwire.bench.echo`) answering the same request;
+- Classify of the 28x28 digit PNG, 64 in flight, against the echo server;
+- the same PNG: gRPC Classify against REST classify with the raw body and with JSON
+  base64, 8 and 32 in flight;
+- ClassifyStream against unary Classify at 32 and 64 in flight, both from
+  `modelwire bench` (h2load cannot hold a stream open);
+- unless --skip-resnet: a ResNet-18-shaped network (random weights) at 1 and 32 in
+  flight, its tensor through ModelInfer and a 224x224 JPEG through Classify, against raw
+  ONNX Runtime at batch 1 in-process (for the JPEG, decode and preprocessing counted).
+Every point runs `--repeat` times, interleaved; medians count. Calls that failed are
+counted from the server's own metrics and must be none. Writes
+benchmarks/results/per_call.json and prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from inference_throughput import digit_png, photo_jpeg
+from processes import cpu_seconds, failed_calls, load, start, start_with_rest, stop
+
+from modelwire.api.oip import grpc_predict_v2_pb2 as oip
+from modelwire.api.v1 import inference_pb2 as pb
+from modelwire.core.images import decode, preprocess
+from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSIFY = "/modelwire.api.v1.InferenceService/Classify"
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+GRPC_HEADERS = ["content-type: application/grpc", "te: trailers"]
+
+
+def grpc_body(message: Any) -> bytes:
+    data: bytes = message.SerializeToString()
+    return b"\x00" + len(data).to_bytes(4, "big") + data
+
+
+def infer_request(model: str, name: str, tensor: np.ndarray) -> oip.ModelInferRequest:
+    return oip.ModelInferRequest(
+        model_name=model,
+        inputs=[
+            oip.ModelInferRequest.InferInputTensor(
+                name=name, datatype="FP32", shape=list(tensor.shape)
+            )
+        ],
+        raw_input_contents=[tensor.tobytes()],
+    )
+
+
+def h2load(
+    url: str, body: Path, headers: list[str], in_flight: int, duration: float, http1: bool
+) -> tuple[float, int]:
+    """(req/s, calls answered) of one h2load run."""
+    if http1:  # HTTP/1.1 holds one call per connection
+        shape = ["--h1", "-c", str(in_flight), "-m", "1"]
+    else:  # gRPC multiplexes: up to 8 calls per connection
+        connections = max(1, in_flight // 8)
+        shape = ["-c", str(connections), "-m", str(in_flight // connections)]
+    command = ["h2load", "-D", str(round(duration)), *shape, "-d", str(body)]
+    for header in headers:
+        command += ["-H", header]
+    output = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, timeout=600
+    ).stdout
+    rate = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", output)
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", output)
+    assert rate, output
+    assert done, output
+    return float(rate.group(1)), int(done.group(1))
+
+
+class Point:
+    """One measured configuration: its runs, and their medians."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.rates: list[float] = []
+        self.cpu_ms: list[float] = []
+        self.p50_ms: list[float] = []
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"title": self.title, "runs": self.rates}
+        out["throughput_per_s"] = statistics.median(self.rates)
+        if self.cpu_ms:
+            out["server_cpu_ms_per_call"] = statistics.median(self.cpu_ms)
+        if self.p50_ms:
+            out["p50_ms"] = statistics.median(self.p50_ms)
+        return out
+
+
+def measured(pid: int, point: Point, *h2load_args: Any) -> None:
+    """One h2load run into `point`, with the CPU time process `pid` spent on it."""
+    before = cpu_seconds(pid)
+    rate, answered = h2load(*h2load_args)
+    point.rates.append(rate)
+    point.cpu_ms.append((cpu_seconds(pid) - before) * 1e3 / max(1, answered))
+
+
+def digit_bodies(work: Path) -> dict[str, Path]:
+    """The digit's request bodies in files, by name: classify and infer (gRPC messages,
+    framed), rest (the PNG) and rest-json; and digit.png and digit.npy (its tensor) for
+    `modelwire bench`."""
+    png = digit_png()
+    (work / "digit.png").write_bytes(png)
+    config = read_model_folder(DEFAULT_MODEL_DIR).config.input
+    assert config is not None
+    tensor = preprocess(decode(png), config.preprocessing())[np.newaxis]
+    np.save(work / "digit.npy", tensor)
+    bodies: dict[str, bytes | str] = {
+        "classify": grpc_body(pb.ClassifyRequest(model="digits", image=png)),
+        "infer": grpc_body(infer_request("digits", "input", tensor)),
+        "rest": png,
+        "rest-json": json.dumps({"image_b64": base64.b64encode(png).decode()}),
+    }
+    files = {}
+    for name, data in bodies.items():
+        files[name] = work / f"{name}.body"
+        files[name].write_bytes(data.encode() if isinstance(data, str) else data)
+    return files
+
+
+def digits_points(work: Path, duration: float, repeat: int) -> dict[str, dict[str, Any]]:
+    files = digit_bodies(work)
+    points: dict[str, Point] = {}
+
+    def point(key: str, title: str) -> Point:
+        return points.setdefault(key, Point(title))
+
+    echo, echo_target = start([sys.executable, "-m", "modelwire.bench.echo", "--port", "0"])
+    server, target, rest = start_with_rest(
+        [
+            sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
+            "--rest-port", "0", "--data-dir", str(work / "data"),
+        ]
+    )  # fmt: skip
+    grpc_cases = [
+        ("infer-echo", "echo server, ModelInfer", echo, echo_target, INFER, "infer", 32),
+        ("infer", "OIP ModelInfer, FP32 tensor", server, target, INFER, "infer", 32),
+        ("classify-echo", "echo server, Classify", echo, echo_target, CLASSIFY, "classify", 64),
+        ("classify-64", "Classify, PNG", server, target, CLASSIFY, "classify", 64),
+        ("classify-8", "gRPC Classify, PNG", server, target, CLASSIFY, "classify", 8),
+        ("classify-32", "gRPC Classify, PNG", server, target, CLASSIFY, "classify", 32),
+    ]
+    rest_path = f"http://{rest}/v1/models/digits:classify"
+    rest_cases = [
+        (f"{mode}-{n}", title, mode, content, n)
+        for n in (8, 32)
+        for mode, title, content in (
+            ("rest", "REST classify, raw PNG body", "application/octet-stream"),
+            ("rest-json", "REST classify, JSON base64", "application/json"),
+        )
+    ]
+    try:
+        # Warm-up: every path once, briefly.
+        h2load(f"http://{target}{CLASSIFY}", files["classify"], GRPC_HEADERS, 8, 1, False)
+        h2load(f"http://{echo_target}{CLASSIFY}", files["classify"], GRPC_HEADERS, 8, 1, False)
+        for _ in range(repeat):
+            for key, title, process, where, path, body, n in grpc_cases:
+                url = f"http://{where}{path}"
+                found = point(key, title)
+                measured(process.pid, found, url, files[body], GRPC_HEADERS, n, duration, False)
+            for key, title, body, content, n in rest_cases:
+                headers = [f"content-type: {content}"]
+                found = point(key, title)
+                measured(server.pid, found, rest_path, files[body], headers, n, duration, True)
+            for n in (32, 64):
+                for mode in ("unary", "stream"):
+                    before = cpu_seconds(server.pid)
+                    run = load(target, work / "digit.png", "digits", mode, n, duration)
+                    key = f"bench-{mode}-{n}"
+                    title = "ClassifyStream" if mode == "stream" else "Classify"
+                    found = point(key, f"{title}, modelwire bench")
+                    found.rates.append(run["throughput_per_s"])
+                    found.p50_ms.append(run["p50_ms"])
+                    found.cpu_ms.append(
+                        (cpu_seconds(server.pid) - before) * 1e3 / max(1, run["answered"])
+                    )
+        failed = failed_calls(rest)
+    finally:
+        stop(server)
+        stop(echo)
+    assert failed == 0, f"{failed} calls failed"
+    return {key: found.summary() for key, found in points.items()}
+
+
+def resnet_points(work: Path, duration: float, repeat: int) -> dict[str, Any]:
+    from inference_throughput import raw_throughput
+
+    from modelwire.core.images import DEFAULT_LIMITS
+
+    repository = work / "resnet"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/inference_throughput.py"),
+         "--build-repository", str(repository)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    folder = repository / "resnet18"
+    onnx = folder / "1/model.onnx"
+    jpeg = photo_jpeg()
+    (work / "photo.jpg").write_bytes(jpeg)
+    spec = read_model_folder(folder).config.input
+    assert spec is not None
+    tensor = preprocess(decode(jpeg, DEFAULT_LIMITS), spec.preprocessing())[np.newaxis]
+    np.save(work / "photo.npy", tensor)
+    raw = raw_throughput(onnx, (3, 224, 224), 2, batches=(1,))["batch_1"]
+    raw_jpeg = raw_jpeg_throughput(onnx, jpeg, spec.preprocessing())
+    server, target = start(
+        [
+            sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
+            "--rest-port", "off", "--model-repository", str(repository),
+            "--no-default-model", "--data-dir", str(work / "resnet-data"),
+        ]
+    )  # fmt: skip
+    rows: dict[str, Point] = {}
+    try:
+        load(target, work / "photo.npy", "resnet18", "oip", 1, 1.0)  # warm-up
+        for _ in range(repeat):
+            for mode, payload in (("oip", "photo.npy"), ("unary", "photo.jpg")):
+                for n in (1, 32):
+                    run = load(target, work / payload, "resnet18", mode, n, duration)
+                    title = "OIP ModelInfer, tensor" if mode == "oip" else "Classify, JPEG"
+                    found = rows.setdefault(f"{mode}-{n}", Point(title))
+                    found.rates.append(run["throughput_per_s"])
+                    found.p50_ms.append(run["p50_ms"])
+    finally:
+        stop(server)
+    return {
+        "raw_batch_1": raw,
+        "raw_jpeg_batch_1": raw_jpeg,
+        "served": {key: found.summary() for key, found in rows.items()},
+    }
+
+
+def raw_jpeg_throughput(onnx: Path, jpeg: bytes, spec: Any) -> float:
+    """Images/s of decode + preprocess + one 2-thread session run, in-process, 3 s."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 3.0:
+        session.run(None, {name: preprocess(decode(jpeg), spec)[np.newaxis]})
+        runs += 1
+    return runs / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-resnet", action="store_true")
+    args = parser.parse_args()
+    if not shutil.which("h2load"):
+        raise SystemExit("needs h2load (Debian package nghttp2-client)")
+    work = Path(tempfile.mkdtemp(prefix="modelwire-per-call-"))
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    results: dict[str, Any] = {
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "duration_s": args.duration,
+        "repeat": args.repeat,
+        "digits": digits_points(work, args.duration, args.repeat),
+    }
+    if not args.skip_resnet:
+        results["resnet18"] = resnet_points(work, args.duration, args.repeat)
+    shutil.rmtree(work, ignore_errors=True)
+    out = ROOT / "benchmarks/results/per_call.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    report(results)
+
+
+def report(results: dict[str, Any]) -> None:
+    d = results["digits"]
+
+    def rate(key: str) -> float:
+        return float(d[key]["throughput_per_s"])
+
+    print(f"\n{results['machine']}, commit {results['commit']}, medians of {results['repeat']}")
+    print("\n| row | in flight | req/s | ratio | server CPU ms/call |\n|---|---|---|---|---|")
+    rows = [
+        ("infer-echo", 32, "", None),
+        ("infer", 32, "x echo", "infer-echo"),
+        ("classify-echo", 64, "", None),
+        ("classify-64", 64, "x echo", "classify-echo"),
+    ]
+    for n in (8, 32):
+        rows += [
+            (f"classify-{n}", n, "", None),
+            (f"rest-{n}", n, "gRPC x", f"classify-{n}"),
+            (f"rest-json-{n}", n, "gRPC x", f"classify-{n}"),
+        ]
+    for n in (32, 64):
+        rows += [
+            (f"bench-unary-{n}", n, "", None),
+            (f"bench-stream-{n}", n, "x unary", f"bench-unary-{n}"),
+        ]
+    for key, n, label, against in rows:
+        ratio = ""
+        if against is not None:
+            value = rate(key) / rate(against)
+            if label == "gRPC x":
+                value = 1 / value
+            ratio = f"{label} {value:.2f}"
+        cpu = d[key].get("server_cpu_ms_per_call")
+        print(
+            f"| {d[key]['title']} | {n} | {rate(key):,.0f} | {ratio} | "
+            f"{'' if cpu is None else f'{cpu:.3f}'} |"
+        )
+    cpu_ratio = d["infer"]["server_cpu_ms_per_call"] / d["infer-echo"]["server_cpu_ms_per_call"]
+    print(f"\nModelInfer server CPU per call: {cpu_ratio:.2f}x the echo server's")
+    if "resnet18" in results:
+        r = results["resnet18"]
+        print(f"\nResNet-18 shape: raw ONNX Runtime batch 1 {r['raw_batch_1']:.1f}/s, with JPEG "
+              f"decode and preprocessing {r['raw_jpeg_batch_1']:.1f}/s")  # fmt: skip
+        print("\n| API | in flight | req/s | x raw | p50 ms |\n|---|---|---|---|---|")
+        for key, row in r["served"].items():
+            base = r["raw_batch_1"] if key.startswith("oip") else r["raw_jpeg_batch_1"]
+            print(
+                f"| {row['title']} | {key.split('-')[1]} | {row['throughput_per_s']:.1f} | "
+                f"{row['throughput_per_s'] / base:.2f} | {row['p50_ms']:.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
