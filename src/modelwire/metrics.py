@@ -1,6 +1,6 @@
 """Prometheus metrics of one server, in a registry of its own.
 
-Calls are counted by the gRPC interceptor and the REST middleware; batches by each model
+Calls are counted by the gRPC call guard and the REST middleware; batches by each model
 version's batcher (through `observer`); states that change on their own (queue depth,
 model states, training jobs, dataset sizes) are read when /metrics is scraped
 (`refresh`). Names follow Prometheus conventions: `modelwire_` prefix, base units

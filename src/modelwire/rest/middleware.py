@@ -1,4 +1,4 @@
-"""What happens around every HTTP request (the REST twin of the gRPC interceptor): a
+"""What happens around every HTTP request (the REST twin of the gRPC call guard): a
 request id, authentication and authorisation, one log line, and metrics.
 
 Routes map to the same roles as the gRPC methods they mirror: classify and the Open

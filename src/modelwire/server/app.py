@@ -40,8 +40,8 @@ from modelwire.errors import InvalidInput
 from modelwire.metrics import ServerMetrics
 from modelwire.rest.app import build_metrics_app, build_rest_app
 from modelwire.rest.server import RestServer
+from modelwire.server.calls import CallGuard
 from modelwire.server.health import HealthServicer
-from modelwire.server.interceptors import CallInterceptor
 from modelwire.server.peers import PeerModels, TrainingProxyServicer, WorkerRole
 from modelwire.server.security import (
     check_exposure,
@@ -96,14 +96,14 @@ class RunningServer:
     health_addresses: list[str] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     #: Sees every call: refuses new ones while the server drains.
-    interceptor: CallInterceptor | None = None
+    guard: CallGuard | None = None
     stopped: bool = False
 
     async def stop(self, grace: float | None) -> None:
         """Health NOT_SERVING, refuse new calls, let calls in flight finish within
         `grace` seconds (None: cancel them now). Safe to call more than once.
 
-        New calls are refused UNAVAILABLE by our own interceptor until the calls in
+        New calls are refused UNAVAILABLE by our own call guard until the calls in
         flight have finished and no new call has come for a moment; only then is
         grpc's server stopped. grpc cancels the calls that reach it after its own
         shutdown began (CANCELLED, which clients do not retry): draining first leaves
@@ -123,9 +123,9 @@ class RunningServer:
             for http in (self.rest, self.metrics_server)
             if http is not None
         ]
-        if self.interceptor is not None and grace is not None:
-            self.interceptor.drain()
-            await self.interceptor.wait_drained(grace)
+        if self.guard is not None and grace is not None:
+            self.guard.drain()
+            await self.guard.wait_drained(grace)
         left = None if deadline is None else max(0.0, deadline - loop.time())
         stopping = [self.server.stop(left), *http_stopping]
         if self.health_server is not None:  # it said NOT_SERVING all along
@@ -223,12 +223,12 @@ async def build_server(
             max_running=settings.training_jobs,
             threads=settings.training_threads,
         )
-    interceptor = CallInterceptor(tokens, metrics, tracing)
+    guard = CallGuard(tokens, metrics, tracing)
     server = grpc.aio.server(
-        interceptors=[interceptor],
         options=grpc_options(settings, reuse_port=worker is not None),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
+    guard.install(server)
     closers: list[Callable[[], Awaitable[None]]] = []
     if training is not None:
         training_servicer: training_pb2_grpc.TrainingServiceServicer = TrainingServicer(training)
@@ -250,7 +250,7 @@ async def build_server(
 
     running = RunningServer(server, 0, [], health_servicer, engine, datasets, training, services)
     running.closers = closers
-    running.interceptor = interceptor
+    running.guard = guard
     try:
         if worker is not None:
             running.internal = await _start_internal(worker, engine, training)

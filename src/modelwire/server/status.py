@@ -105,7 +105,7 @@ Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-#: The id of the call being served (set by the interceptor; echoed with every error).
+#: The id of the call being served (set by the call guard; echoed with every error).
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 

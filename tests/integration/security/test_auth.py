@@ -17,7 +17,7 @@ from modelwire.api.compat import image_classifier_pb2
 from modelwire.api.oip import grpc_predict_v2_pb2
 from modelwire.api.v1 import datasets_pb2, inference_pb2, models_pb2, training_pb2
 from modelwire.server.app import RunningServer
-from modelwire.server.interceptors import ANY_ROLE, OPEN, required_role
+from modelwire.server.calls import ANY_ROLE, OPEN, required_role
 from tests.conftest import ServerFactory
 from tests.images import digit_bytes
 
