@@ -1,0 +1,57 @@
+"""Log lines leave through a writer thread: every line, formatted as before, flushed at
+the end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from modelwire.logs import configure_logging, stop_logging
+
+
+@pytest.fixture
+def restore_root() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    stop_logging()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_every_line_is_written_off_the_calling_thread(
+    restore_root: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("json")
+    writers: set[str] = set()
+    original = logging.StreamHandler.emit
+
+    def emit(handler: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
+        writers.add(threading.current_thread().name)
+        original(handler, record)
+
+    access = logging.getLogger("modelwire.access")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(logging.StreamHandler, "emit", emit)
+        values = {"n": 0}
+        for number in range(500):
+            values["n"] = number  # the same mapping each time, changed after each line
+            access.info("call %(n)d", values, extra={"request_id": f"id-{number}"})
+        try:
+            raise ValueError("broken")
+        except ValueError:
+            logging.getLogger("modelwire.test").exception("failed %s", "here")
+        stop_logging()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    calls = [line for line in lines if line["logger"] == "modelwire.access"]
+    assert [line["request_id"] for line in calls] == [f"id-{n}" for n in range(500)]
+    assert calls[7]["message"] == "call 7"  # resolved when logged, not when written
+    (failure,) = [line for line in lines if line["logger"] == "modelwire.test"]
+    assert failure["message"] == "failed here"
+    assert "ValueError: broken" in failure["exception"]
+    assert threading.current_thread().name not in writers
+    assert writers  # the lines went through the stream handler, on its own thread
