@@ -9,8 +9,8 @@ and HTTP header values with control characters split or corrupt responses.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 
 __all__ = ["MAX_CHARS", "new_request_id", "request_id_for"]
 
@@ -22,7 +22,7 @@ log = logging.getLogger("modelwire.access")
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()  # 64 random bits, as uuid4().hex[:16] gave, for less
 
 
 def request_id_for(given: str | None) -> str:
