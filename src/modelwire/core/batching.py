@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
@@ -51,14 +50,29 @@ class Timing:
     phases: dict[str, float]
 
 
-@dataclass
+class _Run:
+    """One batch run's times, shared by its items."""
+
+    __slots__ = ("finished", "phases", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.finished = started
+        self.phases: dict[str, float] = {}
+
+
 class _Pending(Generic[T, R]):
-    item: T
-    future: asyncio.Future[R]
-    queued_at: float
-    key: Hashable
-    rows: int
-    timing: Timing | None = None
+    __slots__ = ("future", "item", "key", "queued_at", "rows", "run")
+
+    def __init__(
+        self, item: T, future: asyncio.Future[R], queued_at: float, key: Hashable, rows: int
+    ) -> None:
+        self.item = item
+        self.future = future
+        self.queued_at = queued_at
+        self.key = key
+        self.rows = rows
+        self.run: _Run | None = None
 
 
 @dataclass
@@ -111,13 +125,19 @@ class Batcher(Generic[T, R]):
     async def submit(self, item: T, *, key: Hashable = None, rows: int = 1) -> R:
         """Queue one item of `rows` rows and wait for its result. Raises Overloaded at
         once when the queue is full, NotReady once the batcher is closed."""
-        result, _ = await self.submit_timed(item, key=key, rows=rows)
-        return result
+        return await self._queue_item(item, key, rows).future
 
     async def submit_timed(
         self, item: T, *, key: Hashable = None, rows: int = 1
     ) -> tuple[R, Timing]:
         """As submit, with where the item's time went."""
+        pending = self._queue_item(item, key, rows)
+        result = await pending.future
+        run = pending.run
+        assert run is not None  # set before any result
+        return result, Timing(pending.queued_at, run.started, run.finished, run.phases)
+
+    def _queue_item(self, item: T, key: Hashable, rows: int) -> _Pending[T, R]:
         if self._closed:
             raise NotReady(f"{self.name} is unloading: retry, the next call goes elsewhere")
         if len(self._queue) >= self.max_queue_size:
@@ -131,9 +151,7 @@ class Batcher(Generic[T, R]):
         self._queue.append(pending)
         self._queued_rows += rows
         self._arrived.set()
-        result = await future
-        assert pending.timing is not None  # set before any result
-        return result, pending.timing
+        return pending
 
     async def close(self) -> None:
         """Stop taking work; fail what is still queued; wait for running batches."""
@@ -213,14 +231,15 @@ class Batcher(Generic[T, R]):
     async def _run(self, batch: list[_Pending[T, R]]) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        phases: dict[str, float] = {}
+        run = _Run(started)
+        phases = run.phases
         try:
             results = await loop.run_in_executor(
                 self._executor, self._run_batch, [p.item for p in batch], phases
             )
-            timing = Timing(started, started, loop.time(), phases)
+            run.finished = loop.time()
             for pending in batch:
-                pending.timing = dataclasses.replace(timing, queued_at=pending.queued_at)
+                pending.run = run
             if len(results) != len(batch):
                 raise RuntimeError(
                     f"{self.name}: batch of {len(batch)} returned {len(results)} results"

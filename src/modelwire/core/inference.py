@@ -216,29 +216,24 @@ class InferenceEngine:
                 field="inputs",
             )
         batched = served.backend.info.batched
+        on_timing = self._on_timing
         self._in_flight += 1
         try:
             with served.use():
-                if len(items) == 1:  # most calls: awaited as it is, no task of its own
-                    answers = [await batcher.submit_timed(
-                        items[0], key=item_key(items[0], batched), rows=item_rows(items[0], batched)
-                    )]  # fmt: skip
+                if on_timing is None:
+                    answers = await _each(batcher.submit, items, batched)
                 else:
-                    answers = await _all_or_none(
-                        batcher.submit_timed(item, key=item_key(item, batched),
-                                             rows=item_rows(item, batched))
-                        for item in items
-                    )  # fmt: skip
-            if self._on_timing is not None:
-                for _, timing in answers:
-                    self._on_timing(served.model, served.version, timing)
+                    timed = await _each(batcher.submit_timed, items, batched)
+                    for _, timing in timed:
+                        on_timing(served.model, served.version, timing)
+                    answers = [outputs for outputs, _ in timed]
         finally:
             self._in_flight -= 1
         if len(answers) == 1:
-            return answers[0][0]
-        names = answers[0][0].keys()
+            return answers[0]
+        names = answers[0].keys()
         try:
-            return {name: np.concatenate([out[name] for out, _ in answers]) for name in names}
+            return {name: np.concatenate([out[name] for out in answers]) for name in names}
         except ValueError:
             raise InvalidInput(
                 f"the request ran as {len(answers)} batches whose outputs differ in shape: "
@@ -261,6 +256,18 @@ class InferenceEngine:
         self._closed = True
         await self.models.close()
         await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+
+async def _each(
+    submit: Callable[..., Awaitable[R]], items: Sequence[Item], batched: bool
+) -> list[R]:
+    """Every item through `submit` (a batcher's), results in item order."""
+    if len(items) == 1:  # most calls: awaited as it is, no task of its own
+        item = items[0]
+        return [await submit(item, key=item_key(item, batched), rows=item_rows(item, batched))]
+    return await _all_or_none(
+        submit(item, key=item_key(item, batched), rows=item_rows(item, batched)) for item in items
+    )
 
 
 async def _all_or_none(calls: Iterable[Awaitable[R]]) -> list[R]:
