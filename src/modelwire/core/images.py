@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from modelwire.core.resampling import FILTERS, resize_stack
 from modelwire.errors import InvalidInput, TooLarge
 
 __all__ = [
@@ -196,10 +197,10 @@ def reduce(image: Image.Image, spec: Preprocessing) -> Image.Image:
 def tensor_batch(reduced: Sequence[Image.Image], spec: Preprocessing) -> np.ndarray:
     """Images from `reduce` as one batch of model inputs. Pictures of the same size
     share every numpy step, so a batch costs much less than its images one at a time."""
-    converted = list(reduced)
     if _cleans(spec):
-        converted = [_resize(image, spec) for image in _clean_paper(converted, spec)]
-    pixels = np.stack([np.asarray(image, dtype=np.float32) for image in converted])
+        pixels = _clean_paper(list(reduced), spec)
+    else:
+        pixels = np.stack([np.asarray(image, dtype=np.float32) for image in reduced])
     if pixels.ndim == 3:
         pixels = pixels[..., None]
     if spec.color_order == "BGR" and spec.channels == 3:
@@ -249,13 +250,15 @@ def _grey8(image: Image.Image) -> Image.Image:
     return grey
 
 
-def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> list[Image.Image]:
+def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> np.ndarray:
     """The grayscale steps that make pictures of ink on paper look like the training
-    data: light ink on black, background flat, the ink cropped to a centred square.
+    data: light ink on black, background flat, the ink cropped to a centred square;
+    then resized to the model's input. [N, height, width] grey levels, float32.
 
     They look at the whole picture, so they run on copies a few pixels per output pixel
     wide (far cheaper than a photo's full resolution), in numpy, on pictures of one size
-    together, a chunk of at most _CHUNK_PIXELS at a time.
+    together, a chunk of at most _CHUNK_PIXELS at a time; pictures this small are
+    resized in numpy too (`resampling`), which costs far less than a Pillow image each.
     """
     shrunk = [_shrink(image, _work_side(spec)) for image in images]
     groups: dict[tuple[int, int], list[int]] = {}
@@ -265,7 +268,7 @@ def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> list[Image.I
     for (width, height), members in groups.items():
         size = max(1, _CHUNK_PIXELS // (width * height))
         chunks.extend(members[start : start + size] for start in range(0, len(members), size))
-    cleaned: list[Image.Image] = list(shrunk)
+    cleaned = np.empty((len(images), spec.height, spec.width), dtype=np.float32)
     for indices in chunks:
         stack = np.stack([np.asarray(shrunk[i], dtype=np.float32) for i in indices])
         if spec.polarity == "light-on-dark":
@@ -273,12 +276,31 @@ def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> list[Image.I
             stack[dark_ink] = 255.0 - stack[dark_ink]
         if spec.autocontrast:
             stack = _flatten_background(stack)
+        ink: np.ndarray = stack > 64
+        # As an 8-bit picture holds them: clipped, and truncated to whole levels.
+        np.clip(stack, 0, 255, out=stack)
+        np.trunc(stack, out=stack)
+        if not spec.crop_to_content:
+            cleaned[indices] = _resize_levels(stack, spec)
+            continue
+        ink_rows = np.any(ink, axis=2)
+        ink_cols = np.any(ink, axis=1)
         for position, index in enumerate(indices):
-            pixels = stack[position]
-            if spec.crop_to_content:
-                pixels = _crop_to_content(pixels)
-            cleaned[index] = Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "L")
+            square = _crop_to_content(stack[position], ink_rows[position], ink_cols[position])
+            cleaned[index] = _resize_levels(square[None], spec)[0]
     return cleaned
+
+
+def _resize_levels(stack: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """[N, H, W] grey levels at the model's input size."""
+    if spec.resize == "stretch" and spec.resample in FILTERS:
+        return resize_stack(stack, spec.width, spec.height, spec.resample)
+    return np.stack(
+        [
+            np.asarray(_resize(Image.fromarray(pixels.astype(np.uint8), "L"), spec), np.float32)
+            for pixels in stack
+        ]
+    )
 
 
 def _invalid(message: str) -> InvalidInput:
@@ -359,10 +381,10 @@ def _plane_fit(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return xs, ys, np.linalg.pinv(design).astype(np.float32)
 
 
-def _crop_to_content(pixels: np.ndarray) -> np.ndarray:
-    """Crop to the bounding box of the ink and pad it to a centred square."""
-    rows = np.flatnonzero((pixels > 64).any(axis=1))
-    cols = np.flatnonzero((pixels > 64).any(axis=0))
+def _crop_to_content(pixels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Crop to the bounding box of the ink (`rows` and `cols`: whether each row and
+    column holds any) and pad it to a centred square."""
+    rows, cols = np.flatnonzero(rows), np.flatnonzero(cols)
     if rows.size == 0:
         return pixels
     content = pixels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
