@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         "text", description="text, or json: one JSON object per line."
     )
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio",
+        description="The event loop: asyncio's own, or uvloop (the `uvloop` extra).",
+    )
     stream_window: int = Field(
         64,
         ge=1,

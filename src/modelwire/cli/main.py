@@ -160,6 +160,9 @@ def serve(
         str | None,
         typer.Option(help="Server processes sharing the ports (default 1; auto: one per CPU)."),
     ] = None,
+    event_loop: Annotated[
+        str | None, typer.Option(help="asyncio (default) or uvloop (the `uvloop` extra).")
+    ] = None,
     device: Annotated[
         str | None,
         typer.Option(help="Where ONNX models run unless model.toml says: cpu, cuda, cuda:N, auto."),
@@ -219,6 +222,7 @@ def serve(
             metrics_port=metrics_port,
             health_port=health_port,
             log_format=log_format,
+            event_loop=event_loop,
             workers=workers,
         )
     except (ValidationError, FileNotFoundError) as exc:

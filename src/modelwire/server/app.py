@@ -454,4 +454,16 @@ async def run_until_signal(settings: Settings) -> None:
 
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT, then drain and return."""
-    asyncio.run(run_until_signal(settings))
+    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+        runner.run(run_until_signal(settings))
+
+
+def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the server's event loop (None: asyncio's own)."""
+    if settings.event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise OSError("--event-loop uvloop needs the uvloop package (the `uvloop` extra)") from None
+    return uvloop.new_event_loop

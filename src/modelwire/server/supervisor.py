@@ -242,9 +242,12 @@ class _Supervisor:
 def _worker_main(
     settings: Settings, role: WorkerRole, events: multiprocessing.Queue[_Event]
 ) -> None:
+    from modelwire.server.app import loop_factory
+
     configure_logging(settings.log_format, worker=role.index)
     try:
-        asyncio.run(_run_worker(settings, role, events))
+        with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+            runner.run(_run_worker(settings, role, events))
     except (ModelwireError, OSError) as error:
         events.put(("failed", role.index, str(error)))
         sys.exit(1)
