@@ -1,11 +1,12 @@
 """This checkout against a baseline commit: the same requests, the same machine, in
 turns, so the ratio says what a change did to per-call speed.
 
-    python benchmarks/plane_regression.py [--baseline REV] [--rounds 3] [--duration 3]
+    python benchmarks/plane_regression.py [--baseline REV] [--this REV] [--rounds 3]
 
 Checks REV (default: the previous commit) out into a temporary git worktree and runs
 `modelwire serve` from it (its source first on PYTHONPATH, this checkout's installed
-dependencies) beside a server from this checkout, one at a time. Each round measures, on
+dependencies) beside a server from this checkout (or from --this REV, checked out the
+same way: to measure one commit against its parent), one at a time. Each round measures, on
 each server, the digits model:
 - with h2load (nghttp2's C load generator, see per_call.py), the server's throughput
   and its own CPU time per call: OIP ModelInfer of the FP32 tensor at 32 in flight,
@@ -98,6 +99,7 @@ def git(*args: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="HEAD~1")
+    parser.add_argument("--this", help="a commit instead of this checkout")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0)
     args = parser.parse_args()
@@ -106,18 +108,24 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelwire-plane-"))
     baseline = work / "baseline"
     git("worktree", "add", "--detach", str(baseline), args.baseline)
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    this = ROOT
+    if args.this:
+        this = work / "this"
+        git("worktree", "add", "--detach", str(this), args.this)
+    commit = git("-C", str(this), "rev-parse", "--short", "HEAD")
+    dirty = not args.this and bool(git("status", "--porcelain", "--untracked-files=no"))
     base_commit = git("-C", str(baseline), "rev-parse", "--short", "HEAD")
     files = digit_bodies(work)
     files["png"], files["npy"] = work / "digit.png", work / "digit.npy"
     runs: dict[str, list[dict[str, dict[str, float]]]] = {"this": [], "baseline": []}
     try:
         for _ in range(args.rounds):
-            for side, source in (("baseline", baseline), ("this", ROOT)):
+            for side, source in (("baseline", baseline), ("this", this)):
                 runs[side].append(measure_round(source, work, files, args.duration))
     finally:
         git("worktree", "remove", "--force", str(baseline))
+        if this != ROOT:
+            git("worktree", "remove", "--force", str(this))
         shutil.rmtree(work, ignore_errors=True)
     report(runs, commit + (" (with changes)" if dirty else ""), base_commit, args)
 
