@@ -17,10 +17,14 @@ from modelwire.logs import configure_logging, stop_logging
 def restore_root() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    flags = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved = {flag: getattr(logging, flag) for flag in flags}
     yield
     stop_logging()
     root.handlers[:] = handlers
     root.setLevel(level)
+    for flag, value in saved.items():
+        setattr(logging, flag, value)
 
 
 def test_every_line_is_written_off_the_calling_thread(
