@@ -1,9 +1,10 @@
 """Logging for `modelwire serve`: readable text, or one JSON object per line.
 
-Lines are formatted and written by a thread of their own (the stdlib's QueueListener):
-the access log writes a line per call, and formatting it and writing it to stderr on the
-event loop cost each call a syscall and a few microseconds of formatting that the loop
-does not need to spend. The queue is flushed when the process exits.
+Lines are formatted and written by a thread of their own: the access log writes a line
+per call, and formatting it and writing it to stderr on the event loop cost each call a
+syscall and a few microseconds that the loop does not need to spend. The thread writes
+whatever has queued up in one go (the stdlib's QueueListener would write, and flush, line
+by line: a syscall per call again). The queue is flushed when the process exits.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import json
 import logging
 import logging.handlers
 import queue
+import sys
+import threading
 from datetime import UTC, datetime
+from typing import TextIO
 
 __all__ = ["configure_logging"]
 
@@ -66,7 +70,43 @@ class _Handoff(logging.handlers.QueueHandler):
         return record
 
 
-_listener: logging.handlers.QueueListener | None = None
+class _Writer:
+    """The thread that formats queued records and writes them, a batch at a time."""
+
+    def __init__(self, formatter: logging.Formatter, stream: TextIO) -> None:
+        self.records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self._formatter = formatter
+        self._stream = stream
+        self._thread = threading.Thread(target=self._write, name="modelwire-log", daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        while True:
+            batch = [self.records.get()]
+            while not self.records.empty() and len(batch) < 1024:
+                batch.append(self.records.get_nowait())
+            lines: list[str] = []
+            for record in batch:
+                if record is None:
+                    self._flush(lines)
+                    return
+                try:
+                    lines.append(self._formatter.format(record) + "\n")
+                except Exception as error:  # a bad record must not stop the logging
+                    lines.append(f"--- a log line from {record.name} failed: {error!r}\n")
+            self._flush(lines)
+
+    def _flush(self, lines: list[str]) -> None:
+        if lines:
+            self._stream.write("".join(lines))
+            self._stream.flush()
+
+    def stop(self) -> None:
+        self.records.put(None)
+        self._thread.join()
+
+
+_writer: _Writer | None = None
 
 
 def configure_logging(
@@ -74,17 +114,13 @@ def configure_logging(
 ) -> None:
     """Log to stderr, from a thread of its own; `worker` (of `serve --workers`) is named
     in every line."""
-    global _listener
+    global _writer
     stop_logging()
-    handler = logging.StreamHandler()
     formatter = JsonFormatter(worker) if log_format == "json" else TextFormatter(worker)
-    handler.setFormatter(formatter)
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _listener = logging.handlers.QueueListener(records, handler)
-    _listener.start()
+    _writer = _Writer(formatter, sys.stderr)
     atexit.register(stop_logging)
     root = logging.getLogger()
-    root.handlers[:] = [_Handoff(records)]
+    root.handlers[:] = [_Handoff(_writer.records)]
     root.setLevel(level)
     # What the formatters never print, the records need not gather (the logging HOWTO's
     # "Optimization"): the caller's frame, thread, process and multiprocessing names.
@@ -97,7 +133,7 @@ def configure_logging(
 def stop_logging() -> None:
     """Write the lines still queued and stop the writing thread (at exit, or before
     logging is configured again)."""
-    global _listener
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
