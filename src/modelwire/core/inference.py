@@ -220,13 +220,17 @@ class InferenceEngine:
         self._in_flight += 1
         try:
             with served.use():
-                if on_timing is None:
-                    answers = await _each(batcher.submit, items, batched)
-                else:
+                if on_timing is not None:
                     timed = await _each(batcher.submit_timed, items, batched)
                     for _, timing in timed:
                         on_timing(served.model, served.version, timing)
                     answers = [outputs for outputs, _ in timed]
+                elif len(items) == 1:  # most calls: awaited as it is, no task of its own
+                    item = items[0]
+                    key, rows = item_key(item, batched), item_rows(item, batched)
+                    answers = [await batcher.submit(item, key=key, rows=rows)]
+                else:
+                    answers = await _each(batcher.submit, items, batched)
         finally:
             self._in_flight -= 1
         if len(answers) == 1:

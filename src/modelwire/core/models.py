@@ -12,10 +12,9 @@ fails because of a reload.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -101,17 +100,21 @@ class ServedVersion:
     def in_flight(self) -> int:
         return self._in_flight
 
-    @contextlib.contextmanager
-    def use(self) -> Iterator[ServedVersion]:
-        """Count a request as in flight, so unloading waits for it."""
+    def use(self) -> ServedVersion:
+        """`with served.use():` counts a request as in flight, so unloading waits for
+        it. (Its own __enter__ and __exit__: a generator context manager costs every call
+        a generator.)"""
+        return self
+
+    def __enter__(self) -> ServedVersion:
         self._in_flight += 1
         self._idle.clear()
-        try:
-            yield self
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
 
     async def drain_and_close(self) -> None:
         if self.state == VersionState.READY:
