@@ -338,6 +338,8 @@ def _log_started(
             ", ".join(f"{scheme}://{a}/metrics" for a in running.metrics_server.addresses),
         )
     models = ", ".join(running.engine.models.names()) or "(none)"
+    if settings.event_loop != "asyncio":
+        log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
     if worker is not None:
         log.info("ready: model(s) %s", models)  # the supervisor says where, once
         return

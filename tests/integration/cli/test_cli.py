@@ -125,6 +125,20 @@ def test_protos_prints_the_folder_with_the_document_proto() -> None:
     assert "service ImageClassifier" in proto.read_text()
 
 
+def test_serve_runs_on_uvloop(tmp_path: Path) -> None:
+    serve = start_serve("--port", "0", "--event-loop", "uvloop")
+    try:
+        picture = tmp_path / "digit.png"
+        picture.write_bytes(digit_bytes(4))
+        result = modelwire("classify", str(picture), "--target", serve.target)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split("\t")[1] == "4"
+    finally:
+        assert stop_serve(serve) == 0
+    assert any("event loop: uvloop" in line for line in serve.log), "".join(serve.log)
+    assert any("Classify OK" in line for line in serve.log)  # written before the exit
+
+
 def test_serve_has_a_flag_for_every_setting() -> None:
     from modelwire.settings import Settings
 
