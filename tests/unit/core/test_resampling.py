@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modelwire.core.images import _RESAMPLE
+import modelwire.core.images as images_module
+from modelwire.core.images import _RESAMPLE, Preprocessing, decode, preprocess_batch
+from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
 from modelwire.core.resampling import FILTERS, resize_stack, weights
+from tests.images import digit_photo, digit_picture, encode, heldout_digits
 
 
 @pytest.mark.parametrize("resample", sorted(FILTERS))
@@ -42,3 +45,26 @@ def test_weights_sum_to_one_and_stack_resizes_each_picture_alike() -> None:
     assert together.min() >= 0
     assert together.max() <= 255
     assert np.array_equal(together, np.round(together))
+
+
+def test_the_digits_clean_up_stays_within_a_grey_level_of_pillows_resize(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    images, _ = heldout_digits()
+    pictures = [digit_picture(images[i], dark_on_light=i % 2 == 0) for i in range(12)]
+    pictures += [digit_photo(images[12]), digit_picture(images[13], margin=40)]
+    decoded = [decode(encode(picture, "PNG")) for picture in pictures]
+    spec = read_model_folder(DEFAULT_MODEL_DIR).config.input.preprocessing()  # type: ignore[union-attr]
+    with_numpy = preprocess_batch(decoded, spec)
+    monkeypatch.setattr(images_module, "FILTERS", {})  # every resize through Pillow
+    resized = []
+    pillow_resize = images_module._resize
+
+    def counted(image: Image.Image, spec: Preprocessing) -> Image.Image:
+        resized.append(image.size)
+        return pillow_resize(image, spec)
+
+    monkeypatch.setattr(images_module, "_resize", counted)
+    with_pillow = preprocess_batch(decoded, spec)
+    assert len(resized) == len(decoded)
+    assert np.abs(with_numpy - with_pillow).max() <= spec.scale * 1.001  # one level of 255
