@@ -98,7 +98,7 @@ def git(*args: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", default="HEAD~1")
+    parser.add_argument("--baseline", help="default: the parent of --this, or HEAD~1")
     parser.add_argument("--this", help="a commit instead of this checkout")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0)
@@ -107,11 +107,15 @@ def main() -> None:
         raise SystemExit("needs h2load (Debian package nghttp2-client)")
     work = Path(tempfile.mkdtemp(prefix="modelwire-plane-"))
     baseline = work / "baseline"
-    git("worktree", "add", "--detach", str(baseline), args.baseline)
+    git("worktree", "add", "--detach", str(baseline), args.baseline or f"{args.this or 'HEAD'}~1")
     this = ROOT
     if args.this:
         this = work / "this"
-        git("worktree", "add", "--detach", str(this), args.this)
+        try:
+            git("worktree", "add", "--detach", str(this), args.this)
+        except subprocess.CalledProcessError:
+            git("worktree", "remove", "--force", str(baseline))
+            raise
     commit = git("-C", str(this), "rev-parse", "--short", "HEAD")
     dirty = not args.this and bool(git("status", "--porcelain", "--untracked-files=no"))
     base_commit = git("-C", str(baseline), "rev-parse", "--short", "HEAD")
@@ -119,8 +123,9 @@ def main() -> None:
     files["png"], files["npy"] = work / "digit.png", work / "digit.npy"
     runs: dict[str, list[dict[str, dict[str, float]]]] = {"this": [], "baseline": []}
     try:
-        for _ in range(args.rounds):
-            for side, source in (("baseline", baseline), ("this", this)):
+        for round_number in range(args.rounds):
+            sides = [("baseline", baseline), ("this", this)]
+            for side, source in sides[:: 1 if round_number % 2 == 0 else -1]:  # in turns
                 runs[side].append(measure_round(source, work, files, args.duration))
     finally:
         git("worktree", "remove", "--force", str(baseline))

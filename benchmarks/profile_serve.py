@@ -33,7 +33,7 @@ def thread_of(frames: list[str]) -> str:
     text = ";".join(frames[:8])  # the thread's outermost frames say which it is
     if "concurrent/futures/thread.py" in text:
         return "inference pool"
-    if "QueueListener._monitor" in text:
+    if "modelwire/logs.py" in text:
         return "log writer"
     if "_run_module_as_main" in text:
         return "event loop"

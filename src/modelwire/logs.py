@@ -3,8 +3,9 @@
 Lines are formatted and written by a thread of their own: the access log writes a line
 per call, and formatting it and writing it to stderr on the event loop cost each call a
 syscall and a few microseconds that the loop does not need to spend. The thread writes
-whatever has queued up in one go (the stdlib's QueueListener would write, and flush, line
-by line: a syscall per call again). The queue is flushed when the process exits.
+whatever has queued up in one go, up to a pipe's atomic write (the stdlib's
+QueueListener would write, and flush, line by line: a syscall per call again). The queue
+is flushed when the process exits.
 """
 
 from __future__ import annotations
@@ -70,13 +71,19 @@ class _Handoff(logging.handlers.QueueHandler):
         return record
 
 
+#: The most one write holds: a pipe writes up to PIPE_BUF (4096) bytes in one piece, so
+#: the lines of several worker processes sharing stderr never interleave mid-line.
+_WRITE_BYTES = 4096
+
+
 class _Writer:
     """The thread that formats queued records and writes them, a batch at a time."""
 
     def __init__(self, formatter: logging.Formatter, stream: TextIO) -> None:
         self.records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
-        self._formatter = formatter
+        self.formatter = formatter
         self._stream = stream
+        self._failed = False
         self._thread = threading.Thread(target=self._write, name="modelwire-log", daemon=True)
         self._thread.start()
 
@@ -85,21 +92,34 @@ class _Writer:
             batch = [self.records.get()]
             while not self.records.empty() and len(batch) < 1024:
                 batch.append(self.records.get_nowait())
-            lines: list[str] = []
+            chunk: list[str] = []
+            size = 0
             for record in batch:
                 if record is None:
-                    self._flush(lines)
+                    self._flush(chunk)
                     return
                 try:
-                    lines.append(self._formatter.format(record) + "\n")
+                    line = self.formatter.format(record) + "\n"
                 except Exception as error:  # a bad record must not stop the logging
-                    lines.append(f"--- a log line from {record.name} failed: {error!r}\n")
-            self._flush(lines)
+                    line = f"--- a log line from {record.name} failed: {error!r}\n"
+                length = len(line.encode())
+                if chunk and size + length > _WRITE_BYTES:
+                    self._flush(chunk)
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += length
+            self._flush(chunk)
 
     def _flush(self, lines: list[str]) -> None:
-        if lines:
+        if not lines:
+            return
+        try:
             self._stream.write("".join(lines))
             self._stream.flush()
+        except (OSError, ValueError) as error:  # stderr closed or full: say so once, go on
+            if not self._failed:
+                self._failed = True
+                print(f"modelwire: cannot write log lines: {error}", file=sys.__stderr__)
 
     def stop(self) -> None:
         self.records.put(None)
@@ -107,23 +127,25 @@ class _Writer:
 
 
 _writer: _Writer | None = None
+_at_exit = False
 
 
 def configure_logging(
     log_format: str = "text", level: int = logging.INFO, worker: int | None = None
 ) -> None:
     """Log to stderr, from a thread of its own; `worker` (of `serve --workers`) is named
-    in every line."""
-    global _writer
+    in every line. Turns off, for the whole process, what the formatters never print:
+    the caller's frame, thread and process names (the logging HOWTO's "Optimization")."""
+    global _writer, _at_exit
     stop_logging()
     formatter = JsonFormatter(worker) if log_format == "json" else TextFormatter(worker)
     _writer = _Writer(formatter, sys.stderr)
-    atexit.register(stop_logging)
+    if not _at_exit:
+        atexit.register(stop_logging)
+        _at_exit = True
     root = logging.getLogger()
     root.handlers[:] = [_Handoff(_writer.records)]
     root.setLevel(level)
-    # What the formatters never print, the records need not gather (the logging HOWTO's
-    # "Optimization"): the caller's frame, thread, process and multiprocessing names.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
@@ -132,8 +154,14 @@ def configure_logging(
 
 def stop_logging() -> None:
     """Write the lines still queued and stop the writing thread (at exit, or before
-    logging is configured again)."""
+    logging is configured again). Lines logged after go straight to stderr."""
     global _writer
-    if _writer is not None:
-        _writer.stop()
-        _writer = None
+    if _writer is None:
+        return
+    writer, _writer = _writer, None
+    writer.stop()
+    root = logging.getLogger()
+    if any(isinstance(handler, _Handoff) for handler in root.handlers):
+        direct = logging.StreamHandler()
+        direct.setFormatter(writer.formatter)
+        root.handlers[:] = [direct]

@@ -3,6 +3,7 @@ the end."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from modelwire.logs import JsonFormatter, configure_logging, stop_logging
+from modelwire.logs import JsonFormatter, TextFormatter, _Writer, configure_logging, stop_logging
 
 
 @pytest.fixture
@@ -58,3 +59,50 @@ def test_every_line_is_written_off_the_calling_thread(
     assert failure["message"] == "failed here"
     assert "ValueError: broken" in failure["exception"]
     assert writers == {"modelwire-log"}  # formatted, and written, on the writer's thread
+
+
+class _Recording(io.StringIO):
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+        self._fail = fail
+
+    def write(self, text: str) -> int:
+        if self._fail:
+            raise OSError(28, "No space left on device")
+        self.writes.append(text)
+        return super().write(text)
+
+
+def _record(number: int) -> logging.LogRecord:
+    return logging.LogRecord("modelwire.access", logging.INFO, "", 0, "call %d", (number,), None)
+
+
+def test_writes_end_at_a_line_and_fit_a_pipes_atomic_write() -> None:
+    stream = _Recording()
+    writer = _Writer(TextFormatter(), stream)
+    for number in range(3000):
+        writer.records.put(_record(number))
+    writer.stop()
+    assert all(len(w.encode()) <= 4096 and w.endswith("\n") for w in stream.writes)
+    lines = stream.getvalue().splitlines()
+    assert [line.rsplit(" ", 1)[1] for line in lines] == [str(n) for n in range(3000)]
+
+
+def test_a_failing_stream_neither_stops_the_writer_nor_raises(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    writer = _Writer(TextFormatter(), _Recording(fail=True))
+    for number in range(10):
+        writer.records.put(_record(number))
+    writer.stop()  # returns: the thread went on after the first failed write
+    assert capfd.readouterr().err.count("cannot write log lines") == 1  # said once
+
+
+def test_lines_logged_after_the_writer_stopped_still_reach_stderr(
+    restore_root: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("text")
+    stop_logging()
+    logging.getLogger("modelwire.late").warning("after the end")
+    assert "after the end" in capsys.readouterr().err

@@ -180,6 +180,7 @@ def serve(
 ) -> None:
     """Serve the models over gRPC (and REST) until SIGTERM or Ctrl-C."""
     from modelwire.logs import configure_logging
+    from modelwire.server.app import loop_factory
     from modelwire.server.app import serve as run_server
     from modelwire.server.supervisor import supervise
     from modelwire.settings import load_settings
@@ -229,6 +230,7 @@ def serve(
         raise _fail(f"bad settings: {exc}") from None
     configure_logging(settings.log_format)
     try:
+        loop_factory(settings)  # a missing uvloop fails here, not in every worker
         if settings.worker_count > 1:
             supervise(settings)
         else:

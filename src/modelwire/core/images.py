@@ -276,15 +276,15 @@ def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> np.ndarray:
             stack[dark_ink] = 255.0 - stack[dark_ink]
         if spec.autocontrast:
             stack = _flatten_background(stack)
-        ink: np.ndarray = stack > 64
+        if spec.crop_to_content:  # the ink, found before the levels are rounded
+            ink: np.ndarray = stack > 64
+            ink_rows, ink_cols = np.any(ink, axis=2), np.any(ink, axis=1)
         # As an 8-bit picture holds them: clipped, and truncated to whole levels.
         np.clip(stack, 0, 255, out=stack)
         np.trunc(stack, out=stack)
         if not spec.crop_to_content:
             cleaned[indices] = _resize_levels(stack, spec)
             continue
-        ink_rows = np.any(ink, axis=2)
-        ink_cols = np.any(ink, axis=1)
         for position, index in enumerate(indices):
             square = _crop_to_content(stack[position], ink_rows[position], ink_cols[position])
             cleaned[index] = _resize_levels(square[None], spec)[0]

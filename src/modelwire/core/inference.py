@@ -225,7 +225,7 @@ class InferenceEngine:
                     for _, timing in timed:
                         on_timing(served.model, served.version, timing)
                     answers = [outputs for outputs, _ in timed]
-                elif len(items) == 1:  # most calls: awaited as it is, no task of its own
+                elif len(items) == 1:  # most calls: inlined, not even `_each`'s coroutine
                     item = items[0]
                     key, rows = item_key(item, batched), item_rows(item, batched)
                     answers = [await batcher.submit(item, key=key, rows=rows)]

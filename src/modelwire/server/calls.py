@@ -299,10 +299,10 @@ class _Call:
         method = self._method
         guard = method.guard
         request_id.set(self.id)
+        if method.in_flight is not None:  # first: `end` always counts it back
+            method.in_flight.inc()
         if guard._tracing is not None:
             self._span = guard._tracing.start_call(method.name, self._metadata)
-        if method.in_flight is not None:
-            method.in_flight.inc()
         if method.role == OPEN:
             return None
         if guard._draining:

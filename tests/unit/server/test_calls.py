@@ -101,7 +101,8 @@ async def test_refused_before_the_handler_runs(tmp_path: Path) -> None:
 
     tokens_file = tmp_path / "tokens.toml"
     token = add_token(tokens_file, "trainer", ["train"])
-    guard = CallGuard(TokenStore.load(tokens_file), None)
+    metrics = ServerMetrics()
+    guard = CallGuard(TokenStore.load(tokens_file), metrics)
     server = grpc.aio.server()
     guard.install(server)
     server.add_generic_rpc_handlers(
@@ -126,9 +127,17 @@ async def test_refused_before_the_handler_runs(tmp_path: Path) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as draining:
                 await unary(b"x")
             assert draining.value.code() == grpc.StatusCode.UNAVAILABLE
+            trailing: Any = draining.value.trailing_metadata() or ()
+            assert "x-request-id" in dict(trailing)
     finally:
         await server.stop(None)
     assert ran == []
+    for code in ("UNAUTHENTICATED", "PERMISSION_DENIED", "UNAVAILABLE"):
+        assert _count(metrics, "Classify", code) == 1
+    in_flight = metrics.registry.get_sample_value(
+        "modelwire_in_flight_requests", {"protocol": "grpc"}
+    )
+    assert in_flight == 0
 
 
 def test_each_handler_is_wrapped_once() -> None:
