@@ -547,3 +547,23 @@ async def test_stream_infer_answers_tensor_requests_in_order(
     assert [a.infer_response.id for a in answers] == ["a", "bad", "c"]
     assert "datatype 'INT32' is not accepted" in answers[1].error_message
     assert [list(outputs_of(answers[i].infer_response)["total"]) for i in (0, 2)] == [[2.0], [6.0]]
+
+
+async def test_big_requests_raw_and_typed_give_the_same_answer(
+    tensor_server: RunningServer, stub: pb_grpc.GRPCInferenceServiceStub
+) -> None:
+    # Past 256 KiB: raw contents are taken at once, typed ones are checked off the loop.
+    ids = (np.arange(4 * 40_000, dtype=np.int64) % 1000).reshape(4, 40_000)
+    mask = ids % 3 == 0
+    raw = raw_request("mixed", {"ids": ids, "mask": mask})
+    typed = pb.ModelInferRequest(model_name="mixed")
+    typed.inputs.add(
+        name="ids", datatype="INT64", shape=[4, 40_000]
+    ).contents.int64_contents.extend(ids.ravel().tolist())
+    typed.inputs.add(name="mask", datatype="BOOL", shape=[4, 40_000]).contents.bool_contents.extend(
+        mask.ravel().tolist()
+    )
+    for request in (raw, typed):
+        assert request.ByteSize() > 256 * 1024
+        response = await stub.ModelInfer(request)
+        np.testing.assert_array_equal(outputs_of(response)["total"], (ids * mask).sum(axis=1))

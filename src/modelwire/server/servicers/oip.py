@@ -61,6 +61,11 @@ TYPED_CONTENTS = {
 }
 
 
+def _per_element(request: pb.ModelInferRequest) -> bool:
+    """Whether reading the inputs takes work per element: typed contents, or BYTES."""
+    return not request.raw_input_contents or any(t.datatype == "BYTES" for t in request.inputs)
+
+
 class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, engine: InferenceEngine, stream_window: int) -> None:
         self._engine = engine
@@ -166,9 +171,10 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         version = parse_version(request.model_version)
         served = self._engine.models.resolve(request.model_name, version)
-        if request.ByteSize() > _PARSE_ON_LOOP_BYTES:
+        if _per_element(request) and request.ByteSize() > _PARSE_ON_LOOP_BYTES:
             # Millions of typed values or BYTES elements take seconds to check: in a
-            # worker thread, so other calls (health checks too) go on meanwhile.
+            # worker thread, so other calls (health checks too) go on meanwhile. (Raw
+            # contents of other datatypes are taken as they are, at once: no hop.)
             items = await asyncio.to_thread(
                 lambda: request_items(self._input_tensors(request), served)
             )
