@@ -49,13 +49,13 @@ BENCH_CASES = [
 ]
 
 
-def serve(source: Path, data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+def serve(source: Path, data_dir: Path, flags: list[str]) -> tuple[subprocess.Popen[str], str, str]:
     os.environ["PYTHONPATH"] = str(source / "src")
     try:
         return start_with_rest(
             [
                 sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1",
-                "--port", "0", "--rest-port", "0", "--data-dir", str(data_dir),
+                "--port", "0", "--rest-port", "0", "--data-dir", str(data_dir), *flags,
             ]
         )  # fmt: skip
     finally:
@@ -63,9 +63,9 @@ def serve(source: Path, data_dir: Path) -> tuple[subprocess.Popen[str], str, str
 
 
 def measure_round(
-    source: Path, work: Path, files: dict[str, Path], duration: float
+    source: Path, work: Path, files: dict[str, Path], duration: float, flags: list[str]
 ) -> dict[str, dict[str, float]]:
-    server, target, rest = serve(source, work / f"data-{source.name}")
+    server, target, rest = serve(source, work / f"data-{source.name}", flags)
     out: dict[str, dict[str, float]] = {}
     try:
         h2load(f"http://{target}{CLASSIFY}", files["classify"], GRPC_HEADERS, 8, 1, False)
@@ -100,7 +100,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="default: the parent of --this, or HEAD~1")
     parser.add_argument("--this", help="a commit instead of this checkout")
+    parser.add_argument(
+        "--this-flags", default="", help='`serve` flags for this side, e.g. "--event-loop uvloop"'
+    )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "plane_regression.json"
+    )
     parser.add_argument("--duration", type=float, default=3.0)
     args = parser.parse_args()
     if not shutil.which("h2load"):
@@ -124,15 +130,20 @@ def main() -> None:
     runs: dict[str, list[dict[str, dict[str, float]]]] = {"this": [], "baseline": []}
     try:
         for round_number in range(args.rounds):
-            sides = [("baseline", baseline), ("this", this)]
-            for side, source in sides[:: 1 if round_number % 2 == 0 else -1]:  # in turns
-                runs[side].append(measure_round(source, work, files, args.duration))
+            sides = [("baseline", baseline, []), ("this", this, args.this_flags.split())]
+            for side, source, flags in sides[:: 1 if round_number % 2 == 0 else -1]:  # in turns
+                runs[side].append(measure_round(source, work, files, args.duration, flags))
     finally:
         git("worktree", "remove", "--force", str(baseline))
         if this != ROOT:
             git("worktree", "remove", "--force", str(this))
         shutil.rmtree(work, ignore_errors=True)
-    report(runs, commit + (" (with changes)" if dirty else ""), base_commit, args)
+    label = (
+        commit
+        + (" (with changes)" if dirty else "")
+        + (f" {args.this_flags}" if args.this_flags else "")
+    )
+    report(runs, label, base_commit, args)
 
 
 def report(
@@ -168,8 +179,7 @@ def report(
             f"| {title} | {n} | {before:,.0f} | {after:,.0f} | {after / before:.2f} | "
             f"{detail[0]:.3f} → {detail[1]:.3f} {unit} |"
         )
-    out = ROOT / "benchmarks" / "results" / "plane_regression.json"
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
