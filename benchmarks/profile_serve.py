@@ -67,10 +67,11 @@ def summarise(raw: str, title: str) -> str:
         lines += ["", f"## {thread}: most samples of their own", *header]
         lines += [f"| {n / total:.1%} | `{f}` |" for f, n in own[thread].most_common(TOP)]
         lines += ["", f"## {thread}: most often on the stack", *header]
+        # Leave out the frames (nearly) every sample of the thread has: its entry points.
         lines += [
             f"| {n / total:.1%} | `{f}` |"
-            for f, n in inclusive[thread].most_common(TOP + 12)
-            if not f.startswith(("<module>", "run (", "_run_once", "run_forever", "_bootstrap"))
+            for f, n in inclusive[thread].most_common()
+            if n < 0.9 * count
         ][:TOP]
     return "\n".join(lines) + "\n"
 
