@@ -82,7 +82,7 @@ def test_writes_end_at_a_line_and_fit_a_pipes_atomic_write() -> None:
     stream = _Recording()
     writer = _Writer(TextFormatter(), stream)
     for number in range(3000):
-        writer.records.put(_record(number))
+        writer.add(_record(number))
     writer.stop()
     assert all(len(w.encode()) <= 4096 and w.endswith("\n") for w in stream.writes)
     lines = stream.getvalue().splitlines()
@@ -94,7 +94,7 @@ def test_a_failing_stream_neither_stops_the_writer_nor_raises(
 ) -> None:
     writer = _Writer(TextFormatter(), _Recording(fail=True))
     for number in range(10):
-        writer.records.put(_record(number))
+        writer.add(_record(number))
     writer.stop()  # returns: the thread went on after the first failed write
     assert capfd.readouterr().err.count("cannot write log lines") == 1  # said once
 
@@ -106,3 +106,41 @@ def test_lines_logged_after_the_writer_stopped_still_reach_stderr(
     stop_logging()
     logging.getLogger("modelwire.late").warning("after the end")
     assert "after the end" in capsys.readouterr().err
+
+
+class _Signalling(_Recording):
+    """Sets `written` at each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = threading.Event()
+
+    def write(self, text: str) -> int:
+        count = super().write(text)
+        self.written.set()
+        return count
+
+
+def test_info_lines_wait_for_the_next_flush_and_a_warning_writes_them_at_once() -> None:
+    stream = _Signalling()
+    writer = _Writer(TextFormatter(), stream, flush_every_s=3600)
+    for number in range(10):
+        writer.add(_record(number))
+    assert not stream.written.wait(0.2)  # info lines alone do not wake the writer
+    warning = _record(10)
+    warning.levelno, warning.levelname = logging.WARNING, "WARNING"
+    writer.add(warning)
+    assert stream.written.wait(30)
+    lines = stream.getvalue().splitlines()
+    assert [line.rsplit(" ", 1)[1] for line in lines] == [str(n) for n in range(11)]
+    assert "WARNING" in lines[-1]
+    writer.stop()
+
+
+def test_info_lines_are_written_within_the_flush_interval_without_a_stop() -> None:
+    stream = _Signalling()
+    writer = _Writer(TextFormatter(), stream, flush_every_s=0.01)
+    writer.add(_record(1))
+    assert stream.written.wait(30)
+    assert stream.getvalue().endswith(" 1\n")
+    writer.stop()
