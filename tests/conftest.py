@@ -199,6 +199,29 @@ def tensor_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProc
 
 
 @pytest.fixture(scope="session")
+def text_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository with MiniLM (tests.text_models), imported once per session:
+    `minilm` refuses texts longer than its 256 tokens, `minilm-cut` cuts them."""
+    from tests.text_models import import_minilm
+
+    repository = tmp_path_factory.mktemp("text-models")
+    import_minilm(repository, "minilm")
+    import_minilm(repository, "minilm-cut", "--truncate")
+    return repository
+
+
+@pytest.fixture(scope="module")
+def text_serve(text_repository: Path) -> Iterator[ServeProcess]:
+    """`modelwire serve` with MiniLM and the REST gateway."""
+    serve = start_serve(
+        "--host", "127.0.0.1", "--port", "0", "--rest-port", "0",
+        "--model-repository", str(text_repository),
+    )  # fmt: skip
+    yield serve
+    stop_serve(serve)
+
+
+@pytest.fixture(scope="session")
 def serve_process() -> Iterator[ServeProcess]:
     """One `modelwire serve` subprocess shared by the tests that only read from it."""
     serve = start_serve("--host", "127.0.0.1", "--port", "0", "--threads", "2")

@@ -38,6 +38,7 @@ def test_exported_names() -> None:
         "ClassScore",
         "ClassificationResult",
         "Client",
+        "EmbeddingResult",
         "Example",
         "ImageInput",
         "Tensors",

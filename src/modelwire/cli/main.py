@@ -276,6 +276,25 @@ def classify(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def embed(
+    texts: Annotated[list[str], typer.Argument(help="Texts to embed.")],
+    model: Annotated[str, typer.Option(help="The text-embedding model's name.")],
+    target: TargetOption = "localhost:50051",
+    version: Annotated[
+        int | None, typer.Option(help="Model version (default: the model's).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 30.0,
+) -> None:
+    """Print one JSON line per text: the text, its tokens and its vector."""
+    import json
+
+    with connected(target, timeout=timeout) as client:
+        result = client.embed(texts, model=model, version=version)
+    for text, tokens, vector in zip(texts, result.tokens, result.vectors.tolist(), strict=True):
+        typer.echo(json.dumps({"text": text, "tokens": tokens, "embedding": vector}))
+
+
 models_app = typer.Typer(
     help="List, describe, load, unload and reload models.", no_args_is_help=True
 )
@@ -505,6 +524,7 @@ def _add_command_groups() -> None:
     from modelwire.cli.certs import certs_app
     from modelwire.cli.config import config_app
     from modelwire.cli.data import data_app
+    from modelwire.cli.importing import import_app
     from modelwire.cli.infer import infer
     from modelwire.cli.tokens import tokens_app
     from modelwire.cli.training import jobs_app, train
@@ -516,6 +536,7 @@ def _add_command_groups() -> None:
     app.add_typer(certs_app, name="certs")
     app.add_typer(tokens_app, name="tokens")
     app.add_typer(config_app, name="config")
+    app.add_typer(import_app, name="import")
 
 
 _add_command_groups()

@@ -12,6 +12,7 @@ from modelwire.client._async import AsyncClient
 from modelwire.client._common import (
     ClassificationResult,
     ClassScore,
+    EmbeddingResult,
     Example,
     ImageInput,
     Tensors,
@@ -23,6 +24,7 @@ __all__ = [
     "ClassScore",
     "ClassificationResult",
     "Client",
+    "EmbeddingResult",
     "Example",
     "ImageInput",
     "Tensors",

@@ -11,9 +11,14 @@ from modelwire.api.v1 import inference_pb2_grpc, models_pb2, models_pb2_grpc
 from modelwire.client._channel import Connection, PemInput
 from modelwire.client._common import (
     ClassificationResult,
+    EmbeddingResult,
     ImageInput,
     Tensors,
     classify_request,
+    embed_request,
+    embed_stream_outcome,
+    embed_stream_requests,
+    embedding_result,
     infer_outputs,
     infer_request,
     result,
@@ -93,6 +98,39 @@ class AsyncClient:
         except grpc.RpcError as error:
             raise translate(error, self.target) from None
         return infer_outputs(reply)
+
+    async def embed(
+        self,
+        texts: str | Sequence[str],
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        timeout: float | None = None,
+    ) -> EmbeddingResult:
+        """The embeddings of one text or of several (one vector per text, in order) by a
+        text-embedding model; the server tokenises with the model's tokenizer."""
+        request = embed_request(texts, model, version)
+        try:
+            reply = await self._inference.Embed(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return embedding_result(reply)
+
+    async def embed_stream(
+        self,
+        batches: Iterable[str | Sequence[str]],
+        *,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> AsyncIterator[EmbeddingResult | ModelwireError]:
+        """Embed many batches of texts over one stream; yields one outcome per batch, in
+        order: its embeddings, or the error for that batch alone."""
+        requests = embed_stream_requests(batches, model, version)
+        try:
+            async for reply in self._inference.EmbedStream(requests):
+                yield embed_stream_outcome(reply)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
 
     async def input_datatypes(self, model: str, *, version: int | None = None) -> dict[str, str]:
         """The model's inputs and their Open Inference Protocol datatypes, by name."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,9 +132,60 @@ def stream_outcome(
     reply: inference_pb2.ClassifyStreamResponse,
 ) -> ClassificationResult | ModelwireError:
     if reply.HasField("error"):
-        code = _CODES_BY_NUMBER.get(reply.error.code, grpc.StatusCode.UNKNOWN)
-        return _ERRORS.get(code, ModelwireError)(reply.error.message, status=code.name)
+        return _stream_error(reply.error)
     return result(reply.response)
+
+
+def _stream_error(error: inference_pb2.StreamError) -> ModelwireError:
+    code = _CODES_BY_NUMBER.get(error.code, grpc.StatusCode.UNKNOWN)
+    return _ERRORS.get(code, ModelwireError)(error.message, status=code.name)
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One vector per text, in order: `vectors` is FP32 [texts, width]; `tokens` the
+    tokens the model read of each text."""
+
+    model: str
+    version: int
+    vectors: np.ndarray
+    tokens: tuple[int, ...]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.tokens)
+
+
+def embed_request(
+    texts: str | Sequence[str], model: str | None, version: int | None
+) -> inference_pb2.EmbedRequest:
+    """A lone str is one text (not its characters)."""
+    given = [texts] if isinstance(texts, str) else list(texts)
+    return inference_pb2.EmbedRequest(model=model or "", version=version or 0, texts=given)
+
+
+def embed_stream_requests(
+    batches: Iterable[str | Sequence[str]], model: str | None, version: int | None
+) -> Iterator[inference_pb2.EmbedStreamRequest]:
+    """One stream message per batch of texts, ids "0", "1", ... in order, read lazily."""
+    for index, texts in enumerate(batches):
+        yield inference_pb2.EmbedStreamRequest(
+            id=str(index), request=embed_request(texts, model, version)
+        )
+
+
+def embedding_result(reply: inference_pb2.EmbedResponse) -> EmbeddingResult:
+    vectors = np.array([e.values for e in reply.embeddings], dtype=np.float32)
+    tokens = tuple(e.tokens for e in reply.embeddings)
+    return EmbeddingResult(reply.model, reply.version, vectors, tokens)
+
+
+def embed_stream_outcome(
+    reply: inference_pb2.EmbedStreamResponse,
+) -> EmbeddingResult | ModelwireError:
+    if reply.HasField("error"):
+        return _stream_error(reply.error)
+    return embedding_result(reply.response)
 
 
 def translate(error: grpc.RpcError, target: str) -> ModelwireError:

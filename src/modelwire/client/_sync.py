@@ -21,10 +21,15 @@ from modelwire.api.v1 import (
 from modelwire.client._channel import Connection, PemInput
 from modelwire.client._common import (
     ClassificationResult,
+    EmbeddingResult,
     Example,
     ImageInput,
     Tensors,
     classify_request,
+    embed_request,
+    embed_stream_outcome,
+    embed_stream_requests,
+    embedding_result,
     infer_outputs,
     infer_request,
     result,
@@ -109,6 +114,39 @@ class Client:
         except grpc.RpcError as error:
             raise translate(error, self.target) from None
         return infer_outputs(reply)
+
+    def embed(
+        self,
+        texts: str | Sequence[str],
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        timeout: float | None = None,
+    ) -> EmbeddingResult:
+        """The embeddings of one text or of several (one vector per text, in order) by a
+        text-embedding model; the server tokenises with the model's tokenizer."""
+        request = embed_request(texts, model, version)
+        try:
+            reply = self._inference.Embed(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return embedding_result(reply)
+
+    def embed_stream(
+        self,
+        batches: Iterable[str | Sequence[str]],
+        *,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> Iterator[EmbeddingResult | ModelwireError]:
+        """Embed many batches of texts over one stream; yields one outcome per batch, in
+        order: its embeddings, or the error for that batch alone."""
+        requests = embed_stream_requests(batches, model, version)
+        try:
+            for reply in self._inference.EmbedStream(requests):
+                yield embed_stream_outcome(reply)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
 
     def input_datatypes(self, model: str, *, version: int | None = None) -> dict[str, str]:
         """The model's inputs and their Open Inference Protocol datatypes, by name."""

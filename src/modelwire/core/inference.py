@@ -1,7 +1,8 @@
 """Inference: resolve model/version → task.encode → batcher → backend → task.finish.
 
 Transport-neutral: the gRPC servicers and the REST gateway call `classify` (the image
-task's answer) or `infer` (tensors, the Open Inference Protocol's view) and turn the
+task's answer), `embed` (the text-embedding task's) or `infer` (tensors, the Open
+Inference Protocol's view) and turn the
 result or its ModelwireError into their own messages. Encoding and inference run in
 the engine's thread pool, a batch at a time, never on the event loop.
 """
@@ -22,10 +23,11 @@ from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits, decode
 from modelwire.core.models import ModelManager, ServedVersion
 from modelwire.core.tasks import Item, item_key, item_rows
 from modelwire.core.tasks.image_classification import ImageClassificationTask
+from modelwire.core.tasks.text_embedding import EMBEDDING, TEXT, TOKENS, TextEmbeddingTask
 from modelwire.core.tensors import NamedTensors, check_tensors
 from modelwire.errors import InvalidInput, NotReady
 
-__all__ = ["ClassScore", "Classification", "InferenceEngine", "TensorResult"]
+__all__ = ["ClassScore", "Classification", "Embeddings", "InferenceEngine", "TensorResult"]
 
 MAX_TOP_K = 1000
 
@@ -51,6 +53,16 @@ class Classification:
     @property
     def top(self) -> ClassScore:
         return self.classes[0]
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """One vector per text, in order ([texts, width], FP32), and the tokens each used."""
+
+    model: str
+    version: int
+    vectors: np.ndarray
+    tokens: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,23 @@ class InferenceEngine:
             ranked = [int(i) for i in np.argsort(-probabilities, kind="stable")[:count]]
         classes = tuple(ClassScore(labels[i], i, float(probabilities[i])) for i in ranked)
         return Classification(served.model, served.version, classes)
+
+    async def embed(self, model: str, version: int | None, texts: Sequence[str]) -> Embeddings:
+        """The embeddings of `texts` by a text-embedding model, batched with other calls."""
+        self._check_open()
+        served = self.models.resolve(model, version)
+        if not isinstance(served.task, TextEmbeddingTask):
+            raise InvalidInput(
+                f"model {served.model!r} is a {served.task.name} model, not a text-embedding model",
+                field="model",
+            )
+        if not texts:
+            raise InvalidInput("send at least one text", field="text")
+        array = np.empty(len(texts), dtype=object)
+        array[:] = list(texts)
+        result = await self.infer(served, [{TEXT: array}], checked=True)
+        outputs = result.outputs
+        return Embeddings(served.model, served.version, outputs[EMBEDDING], outputs[TOKENS])
 
     async def infer(
         self, served: ServedVersion, items: Sequence[Item], *, checked: bool = False

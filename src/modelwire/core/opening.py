@@ -18,6 +18,7 @@ from modelwire.core.repository import ModelSource
 from modelwire.core.tasks import Task
 from modelwire.core.tasks.image_classification import ImageClassificationTask
 from modelwire.core.tasks.tensor import TensorTask
+from modelwire.core.tasks.text_embedding import TextEmbeddingTask
 from modelwire.core.tensors import NamedTensors
 
 __all__ = ["OpenOptions", "Opened", "open_version"]
@@ -54,7 +55,7 @@ class Opened:
         """One batch straight through backend and task, without a batcher (for tools
         and benchmarks; blocking)."""
         assert self.backend is not None  # a pipeline runs through the engine
-        return self.task.finish(self.backend.run(inputs))
+        return self.task.finish(self.backend.run(inputs), inputs)
 
 
 def open_version(source: ModelSource, options: OpenOptions) -> Opened:
@@ -73,6 +74,8 @@ def open_version(source: ModelSource, options: OpenOptions) -> Opened:
     task: Task
     if config.task == "image-classification":
         task = ImageClassificationTask(source, info, options.limits)
+    elif config.task == "text-embedding":
+        task = TextEmbeddingTask(source, backend)
     else:
         task = TensorTask(info, bytes_as_text=config.backend == "onnx")
     device = f"{info.device} (fallback: {fallback})" if fallback else info.device

@@ -57,7 +57,7 @@ class Pipeline:
     def encode(self, items: Sequence[Item]) -> Encoded:
         raise NotImplementedError("a pipeline's steps encode their own requests")
 
-    def finish(self, outputs: NamedTensors) -> NamedTensors:
+    def finish(self, outputs: NamedTensors, inputs: NamedTensors) -> NamedTensors:
         return outputs
 
     async def run(self, inputs: NamedTensors, call: CallStep) -> NamedTensors:

@@ -33,7 +33,7 @@ def run_batch(
         return results
     batched = backend.info.batched
     try:
-        outputs = task.finish(backend.run(encoded.tensors))
+        outputs = task.finish(backend.run(encoded.tensors), encoded.tensors)
     except Exception:
         if not batched or sum(1 for rows in encoded.rows if rows) < 2:
             raise
@@ -68,7 +68,7 @@ def _one_by_one(
         own = {name: array[offset : offset + count] for name, array in tensors.items()}
         offset += count
         try:
-            outputs = task.finish(backend.run(own))
+            outputs = task.finish(backend.run(own), own)
             _check_rows(outputs, count)
             results[index] = outputs
         except Exception as error:

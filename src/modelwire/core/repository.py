@@ -37,6 +37,7 @@ __all__ = [
     "RuntimeConfig",
     "StepConfig",
     "TensorConfig",
+    "TextConfig",
     "VersionConfig",
     "VersionPolicy",
     "find_models",
@@ -223,7 +224,33 @@ class VersionPolicy(_Strict):
         return tuple(ordered[-(self.latest or 1) :])
 
 
-Task = Literal["image-classification", "tensor", "pipeline"]
+class TextConfig(_Strict):
+    """The [text] table of a text model: its tokenizer and how token vectors become one
+    embedding per text."""
+
+    tokenizer_file: str = Field(
+        "tokenizer.json",
+        description="A `tokenizers` JSON file, in the version folder or the model folder",
+    )
+    max_tokens: int = Field(
+        256, ge=2, le=65_536, description="The most tokens the model takes, specials counted"
+    )
+    truncate: bool = Field(
+        False, description="Cut longer texts to max_tokens instead of refusing them"
+    )
+    max_chars: int = Field(
+        100_000, ge=1, le=10_000_000, description="Longer texts are refused before tokenising"
+    )
+    pooling: Literal["mean", "cls"] = Field(
+        "mean", description="mean: over the attention mask; cls: the first token's vector"
+    )
+    normalize: bool = Field(True, description="Scale each embedding to unit length")
+    output: str | None = Field(
+        None, description="The ONNX output of token vectors [batch, tokens, width]"
+    )
+
+
+Task = Literal["image-classification", "text-embedding", "tensor", "pipeline"]
 Backend = Literal["onnx", "python"]
 
 
@@ -238,6 +265,7 @@ class ModelConfig(_Strict):
     default_version: int | None = Field(None, ge=1)
     input: InputConfig | None = Field(None, description="How images become the input tensor")
     output: OutputConfig = OutputConfig(name=None)
+    text: TextConfig | None = Field(None, description="How texts become tokens and vectors")
     inputs: tuple[TensorConfig, ...] = ()
     outputs: tuple[TensorConfig, ...] = ()
     steps: tuple[StepConfig, ...] = ()
@@ -253,6 +281,8 @@ class ModelConfig(_Strict):
             raise ValueError("an image-classification model needs an [input] table")
         if self.task == "pipeline" and not self.steps:
             raise ValueError("a pipeline needs [[steps]]")
+        if self.task == "text-embedding" and self.text is None:
+            raise ValueError("a text-embedding model needs a [text] table")
         if self.task != "pipeline" and self.steps:
             raise ValueError('[[steps]] belong to task = "pipeline"')
         if self.task == "pipeline" or self.backend == "python":
@@ -313,8 +343,12 @@ class ModelSource:
     @property
     def python_path(self) -> Path:
         """model.py of this version, else the model folder's."""
-        own = self.folder / "model.py"
-        return own if own.is_file() else self.folder.parent / "model.py"
+        return self.own_or_shared("model.py")
+
+    def own_or_shared(self, name: str) -> Path:
+        """The file `name` of this version's folder, else of the model folder."""
+        own = self.folder / name
+        return own if own.is_file() else self.folder.parent / name
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from modelwire.rest.classify import ClassifyRequest, classify_router
 from modelwire.rest.errors import install_error_handlers
 from modelwire.rest.middleware import CallMiddleware
 from modelwire.rest.oip import InferenceRequest, oip_router
+from modelwire.rest.text import EmbedRequest, OpenAIEmbeddingsRequest, text_router
 
 __all__ = ["build_metrics_app", "build_rest_app"]
 
@@ -27,6 +28,8 @@ DESCRIPTION = """\
 HTTP/JSON beside modelwire's gRPC API, over the same models and batchers.
 
 - `POST /v1/models/{name}:classify`: send a picture, get ranked classes.
+- `POST /v1/models/{name}:embed`: send texts, get one vector per text.
+- `POST /v1/embeddings`: the OpenAI embeddings API, for OpenAI's clients.
 - `/v2/...`: the Open Inference Protocol (KServe v2) REST API, with the binary tensor
   data, classification and model repository extensions.
 
@@ -36,7 +39,12 @@ Every error is JSON `{"error": "..."}` with 400 (bad request), 404 (no such mode
 
 # Bodies these routes read themselves (raw images, binary tensors) are documented by
 # reference; their schemas join the generated ones here.
-_BODY_MODELS: tuple[type[BaseModel], ...] = (InferenceRequest, ClassifyRequest)
+_BODY_MODELS: tuple[type[BaseModel], ...] = (
+    InferenceRequest,
+    ClassifyRequest,
+    EmbedRequest,
+    OpenAIEmbeddingsRequest,
+)
 
 
 def build_rest_app(
@@ -52,6 +60,7 @@ def build_rest_app(
     install_error_handlers(app)
     app.include_router(classify_router(engine, max_body_bytes))
     app.include_router(oip_router(engine, max_body_bytes))
+    app.include_router(text_router(engine, max_body_bytes))
     if metrics is not None:
         _add_metrics_route(app, metrics, refresh)
     app.add_middleware(CallMiddleware, tokens=tokens, metrics=metrics)

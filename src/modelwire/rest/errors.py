@@ -35,6 +35,7 @@ from modelwire.errors import (
 __all__ = [
     "HTTP_CODES",
     "describe_problems",
+    "error_headers",
     "error_response",
     "http_code",
     "install_error_handlers",
@@ -64,11 +65,15 @@ def http_code(error: ModelwireError) -> int:
     return 500
 
 
-def error_response(error: ModelwireError) -> JSONResponse:
-    headers = {}
+def error_headers(error: ModelwireError) -> dict[str, str]:
+    """Headers an error's response carries: Retry-After for overload."""
     if isinstance(error, Overloaded):
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
-    return JSONResponse({"error": error.message}, http_code(error), headers)
+        return {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+    return {}
+
+
+def error_response(error: ModelwireError) -> JSONResponse:
+    return JSONResponse({"error": error.message}, http_code(error), error_headers(error))
 
 
 def describe_problems(problems: Sequence[Any]) -> str:

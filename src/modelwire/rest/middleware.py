@@ -1,10 +1,10 @@
 """What happens around every HTTP request (the REST twin of the gRPC call guard): a
 request id, authentication and authorisation, one log line, and metrics.
 
-Routes map to the same roles as the gRPC methods they mirror: classify and the Open
-Inference Protocol's inference, metadata and readiness need `infer`, its repository
-extension `admin`; health, the API docs and /metrics are open. A path not listed needs
-`admin`.
+Routes map to the same roles as the gRPC methods they mirror: classify, embed (and the
+OpenAI embeddings API) and the Open Inference Protocol's inference, metadata and
+readiness need `infer`, its repository extension `admin`; health, the API docs and
+/metrics are open. A path not listed needs `admin`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ access_log = logging.getLogger("modelwire.access")
 #: (pattern, route name for logs and metrics, role)
 _ROUTES = [
     (re.compile(r"^/v1/models/[^/]+(/versions/[^/]+)?:classify$"), "classify", "infer"),
+    (re.compile(r"^/v1/models/[^/]+(/versions/[^/]+)?:embed$"), "embed", "infer"),
+    (re.compile(r"^/v1/embeddings$"), "openai_embeddings", "infer"),
     (re.compile(r"^/v2/health/(live|ready)$"), "health", "open"),
     (re.compile(r"^/v2/repository/"), "repository", "admin"),
     (re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$"), "infer", "infer"),

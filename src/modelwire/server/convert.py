@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from modelwire.api.v1 import inference_pb2, models_pb2
-from modelwire.core.inference import Classification
+from modelwire.core.inference import Classification, Embeddings
 from modelwire.core.models import ModelState, ModelStatus, VersionState
 
-__all__ = ["classify_response", "model_message"]
+__all__ = ["classify_response", "embed_response", "model_message"]
 
 _MODEL_STATES = {
     ModelState.READY: models_pb2.MODEL_STATE_READY,
@@ -31,6 +31,15 @@ def classify_response(result: Classification) -> inference_pb2.ClassifyResponse:
             for c in result.classes
         ],
     )
+
+
+def embed_response(result: Embeddings) -> inference_pb2.EmbedResponse:
+    response = inference_pb2.EmbedResponse(
+        model=result.model, version=result.version, total_tokens=int(result.tokens.sum())
+    )
+    for vector, tokens in zip(result.vectors.tolist(), result.tokens.tolist(), strict=True):
+        response.embeddings.add(values=vector, tokens=tokens)
+    return response
 
 
 def model_message(status: ModelStatus, default_version: int | None) -> models_pb2.Model:

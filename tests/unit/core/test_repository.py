@@ -35,8 +35,25 @@ def test_default_model_folder_loads() -> None:
         (lambda t: t.replace("mean = [0.0]", "mean = [0.0, 0.0]"), "mean needs 1 or 1 values"),
         (lambda t: t.replace('name = "digits"', 'name = "../etc"'), "differs from the folder"),
         (lambda t: t.replace('labels_file = "labels.txt"', 'labels_file = "../x"'), "labels_file"),
+        (
+            lambda t: t.replace('task = "image-classification"', 'task = "text-embedding"'),
+            r"needs a \[text\] table",
+        ),
+        (lambda t: t + '\n[text]\npooling = "max"\n', "text.pooling"),
+        (lambda t: t + "\n[text]\nmax_tokens = 1\n", "text.max_tokens"),
     ],
-    ids=["toml", "width", "layout", "unknown-field", "mean", "name", "labels-escape"],
+    ids=[
+        "toml",
+        "width",
+        "layout",
+        "unknown-field",
+        "mean",
+        "name",
+        "labels-escape",
+        "text-table",
+        "pooling",
+        "max-tokens",
+    ],
 )
 def test_schema_errors_name_the_file_and_field(model_dir: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
     toml = model_dir / "model.toml"

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n modelwire/api/v1/inference.proto\x12\x10modelwire.api.v1\"O\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\r\n\x05image\x18\x03 \x01(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\r\"9\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\"a\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12-\n\x07\x63lasses\x18\x03 \x03(\x0b\x32\x1c.modelwire.api.v1.ClassScore\"W\n\x15\x43lassifyStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x32\n\x07request\x18\x02 \x01(\x0b\x32!.modelwire.api.v1.ClassifyRequest\"\x97\x01\n\x16\x43lassifyStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x36\n\x08response\x18\x02 \x01(\x0b\x32\".modelwire.api.v1.ClassifyResponseH\x00\x12.\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1d.modelwire.api.v1.StreamErrorH\x00\x42\t\n\x07outcome\",\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t2\xce\x01\n\x10InferenceService\x12Q\n\x08\x43lassify\x12!.modelwire.api.v1.ClassifyRequest\x1a\".modelwire.api.v1.ClassifyResponse\x12g\n\x0e\x43lassifyStream\x12\'.modelwire.api.v1.ClassifyStreamRequest\x1a(.modelwire.api.v1.ClassifyStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n modelwire/api/v1/inference.proto\x12\x10modelwire.api.v1\"O\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\r\n\x05image\x18\x03 \x01(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\r\"9\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\"a\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12-\n\x07\x63lasses\x18\x03 \x03(\x0b\x32\x1c.modelwire.api.v1.ClassScore\"W\n\x15\x43lassifyStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x32\n\x07request\x18\x02 \x01(\x0b\x32!.modelwire.api.v1.ClassifyRequest\"\x97\x01\n\x16\x43lassifyStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x36\n\x08response\x18\x02 \x01(\x0b\x32\".modelwire.api.v1.ClassifyResponseH\x00\x12.\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1d.modelwire.api.v1.StreamErrorH\x00\x42\t\n\x07outcome\",\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"=\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\r\n\x05texts\x18\x03 \x03(\t\"+\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x0e\n\x06tokens\x18\x02 \x01(\r\"v\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12/\n\nembeddings\x18\x03 \x03(\x0b\x32\x1b.modelwire.api.v1.Embedding\x12\x14\n\x0ctotal_tokens\x18\x04 \x01(\x04\"Q\n\x12\x45mbedStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x07request\x18\x02 \x01(\x0b\x32\x1e.modelwire.api.v1.EmbedRequest\"\x91\x01\n\x13\x45mbedStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x08response\x18\x02 \x01(\x0b\x32\x1f.modelwire.api.v1.EmbedResponseH\x00\x12.\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1d.modelwire.api.v1.StreamErrorH\x00\x42\t\n\x07outcome2\xf8\x02\n\x10InferenceService\x12Q\n\x08\x43lassify\x12!.modelwire.api.v1.ClassifyRequest\x1a\".modelwire.api.v1.ClassifyResponse\x12g\n\x0e\x43lassifyStream\x12\'.modelwire.api.v1.ClassifyStreamRequest\x1a(.modelwire.api.v1.ClassifyStreamResponse(\x01\x30\x01\x12H\n\x05\x45mbed\x12\x1e.modelwire.api.v1.EmbedRequest\x1a\x1f.modelwire.api.v1.EmbedResponse\x12^\n\x0b\x45mbedStream\x12$.modelwire.api.v1.EmbedStreamRequest\x1a%.modelwire.api.v1.EmbedStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSIFYSTREAMRESPONSE']._serialized_end=534
   _globals['_STREAMERROR']._serialized_start=536
   _globals['_STREAMERROR']._serialized_end=580
-  _globals['_INFERENCESERVICE']._serialized_start=583
-  _globals['_INFERENCESERVICE']._serialized_end=789
+  _globals['_EMBEDREQUEST']._serialized_start=582
+  _globals['_EMBEDREQUEST']._serialized_end=643
+  _globals['_EMBEDDING']._serialized_start=645
+  _globals['_EMBEDDING']._serialized_end=688
+  _globals['_EMBEDRESPONSE']._serialized_start=690
+  _globals['_EMBEDRESPONSE']._serialized_end=808
+  _globals['_EMBEDSTREAMREQUEST']._serialized_start=810
+  _globals['_EMBEDSTREAMREQUEST']._serialized_end=891
+  _globals['_EMBEDSTREAMRESPONSE']._serialized_start=894
+  _globals['_EMBEDSTREAMRESPONSE']._serialized_end=1039
+  _globals['_INFERENCESERVICE']._serialized_start=1042
+  _globals['_INFERENCESERVICE']._serialized_end=1418
 # @@protoc_insertion_point(module_scope)

@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class InferenceServiceStub:
-    """Classifies images with the served models. Every call goes through the model
-    version's dynamic batcher, so concurrent calls and stream messages share batches.
+    """Classifies images and embeds texts with the served models. Every call goes through
+    the model version's dynamic batcher, so concurrent calls and stream messages share
+    batches.
     """
 
     def __init__(self, channel):
@@ -46,11 +47,22 @@ class InferenceServiceStub:
                 request_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyStreamRequest.SerializeToString,
                 response_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyStreamResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/modelwire.api.v1.InferenceService/Embed',
+                request_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
+                _registered_method=True)
+        self.EmbedStream = channel.stream_stream(
+                '/modelwire.api.v1.InferenceService/EmbedStream',
+                request_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamRequest.SerializeToString,
+                response_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
-    """Classifies images with the served models. Every call goes through the model
-    version's dynamic batcher, so concurrent calls and stream messages share batches.
+    """Classifies images and embeds texts with the served models. Every call goes through
+    the model version's dynamic batcher, so concurrent calls and stream messages share
+    batches.
     """
 
     def Classify(self, request, context):
@@ -76,6 +88,25 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embeds texts with a text-embedding model: one vector per text, in order. The
+        server tokenises with the model's own tokenizer.
+        Errors: INVALID_ARGUMENT (no texts, an empty text, a text that is not UTF-8 or is
+        longer than the model takes, a model that is not a text-embedding model), NOT_FOUND,
+        UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, as for Classify.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EmbedStream(self, request_iterator, context):
+        """Embeds a stream of requests on one HTTP/2 stream, with the ids, ordering, per-message
+        errors and flow control of ClassifyStream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +120,16 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     request_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyStreamRequest.FromString,
                     response_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyStreamResponse.SerializeToString,
             ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedRequest.FromString,
+                    response_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedResponse.SerializeToString,
+            ),
+            'EmbedStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.EmbedStream,
+                    request_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamRequest.FromString,
+                    response_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'modelwire.api.v1.InferenceService', rpc_method_handlers)
@@ -98,8 +139,9 @@ def add_InferenceServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class InferenceService:
-    """Classifies images with the served models. Every call goes through the model
-    version's dynamic batcher, so concurrent calls and stream messages share batches.
+    """Classifies images and embeds texts with the served models. Every call goes through
+    the model version's dynamic batcher, so concurrent calls and stream messages share
+    batches.
     """
 
     @staticmethod
@@ -146,6 +188,60 @@ class InferenceService:
             '/modelwire.api.v1.InferenceService/ClassifyStream',
             modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyStreamRequest.SerializeToString,
             modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelwire.api.v1.InferenceService/Embed',
+            modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedRequest.SerializeToString,
+            modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/modelwire.api.v1.InferenceService/EmbedStream',
+            modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamRequest.SerializeToString,
+            modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

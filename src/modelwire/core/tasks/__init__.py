@@ -4,7 +4,8 @@ A task turns a batch of request items into the backend's input tensors (`encode`
 engine's thread pool, a batch at a time) and the backend's outputs into what its callers
 get (`finish`). Its `inputs`/`outputs` are what the Open Inference Protocol shows of the
 model. `tensor` changes nothing; image classification decodes and preprocesses images
-and turns scores into probabilities.
+and turns scores into probabilities; text embedding tokenises texts and pools the
+encoder's token vectors into one vector per text.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class Task(Protocol):
 
     def encode(self, items: Sequence[Item]) -> Encoded: ...
 
-    def finish(self, outputs: NamedTensors) -> NamedTensors: ...
+    def finish(self, outputs: NamedTensors, inputs: NamedTensors) -> NamedTensors:
+        """What callers get of the backend's outputs for the encoded `inputs`."""
+        ...
 
 
 def item_rows(item: Item, batched: bool) -> int:

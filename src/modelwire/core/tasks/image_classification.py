@@ -149,7 +149,7 @@ class ImageClassificationTask:
                 errors[index] = error
         return decoded
 
-    def finish(self, outputs: NamedTensors) -> NamedTensors:
+    def finish(self, outputs: NamedTensors, inputs: NamedTensors) -> NamedTensors:
         scores = np.asarray(outputs[self.output_name], dtype=np.float32)
         if scores.ndim != 2 or scores.shape[1] != len(self.labels):
             raise RuntimeError(f"{self._where} returned scores of shape {list(scores.shape)}")

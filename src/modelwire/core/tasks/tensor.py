@@ -50,7 +50,7 @@ class TensorTask:
             rows.append(len(next(iter(item.values()))) if self._info.batched else 1)
         return Encoded(stack(good, self._names) if good else {}, rows, errors)
 
-    def finish(self, outputs: NamedTensors) -> NamedTensors:
+    def finish(self, outputs: NamedTensors, inputs: NamedTensors) -> NamedTensors:
         return outputs
 
 

