@@ -201,12 +201,14 @@ def tensor_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProc
 @pytest.fixture(scope="session")
 def text_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository with MiniLM (tests.text_models), imported once per session:
-    `minilm` refuses texts longer than its 256 tokens, `minilm-cut` cuts them."""
-    from tests.text_models import import_minilm
+    `minilm` refuses texts longer than its 256 tokens, `minilm-cut` cuts them; and
+    `topics`, a text classifier over minilm trained on tests/data/text/topics.csv."""
+    from tests.text_models import add_topics_classifier, import_minilm
 
     repository = tmp_path_factory.mktemp("text-models")
     import_minilm(repository, "minilm")
     import_minilm(repository, "minilm-cut", "--truncate")
+    add_topics_classifier(repository)
     return repository
 
 

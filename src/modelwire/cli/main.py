@@ -295,6 +295,25 @@ def embed(
         typer.echo(json.dumps({"text": text, "tokens": tokens, "embedding": vector}))
 
 
+@app.command("classify-text")
+def classify_text(
+    texts: Annotated[list[str], typer.Argument(help="Texts to classify.")],
+    model: Annotated[str, typer.Option(help="The text classifier's name.")],
+    target: TargetOption = "localhost:50051",
+    version: Annotated[
+        int | None, typer.Option(help="Model version (default: the model's).")
+    ] = None,
+    top_k: Annotated[int, typer.Option(help="Classes to print per text.")] = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 30.0,
+) -> None:
+    """Print each text's label and score, one line each (top-k: label, score pairs)."""
+    with connected(target, timeout=timeout) as client:
+        results = client.classify_text(texts, model=model, version=version, top_k=top_k)
+    for text, result in zip(texts, results, strict=True):
+        ranked = "\t".join(f"{c.label}\t{c.score:.4f}" for c in result.classes)
+        typer.echo(f"{text}\t{ranked}")
+
+
 models_app = typer.Typer(
     help="List, describe, load, unload and reload models.", no_args_is_help=True
 )

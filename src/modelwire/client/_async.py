@@ -15,6 +15,8 @@ from modelwire.client._common import (
     ImageInput,
     Tensors,
     classify_request,
+    classify_text_request,
+    classify_text_stream_requests,
     embed_request,
     embed_stream_outcome,
     embed_stream_requests,
@@ -24,6 +26,8 @@ from modelwire.client._common import (
     result,
     stream_outcome,
     stream_requests,
+    text_results,
+    text_stream_outcome,
     translate,
 )
 from modelwire.errors import ModelwireError
@@ -98,6 +102,41 @@ class AsyncClient:
         except grpc.RpcError as error:
             raise translate(error, self.target) from None
         return infer_outputs(reply)
+
+    async def classify_text(
+        self,
+        texts: str | Sequence[str],
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        top_k: int = 1,
+        timeout: float | None = None,
+    ) -> list[ClassificationResult]:
+        """The ranked classes of one text or of several (one result per text, in order)
+        by a text classifier."""
+        request = classify_text_request(texts, model, version, top_k)
+        try:
+            reply = await self._inference.ClassifyText(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return text_results(reply)
+
+    async def classify_text_stream(
+        self,
+        batches: Iterable[str | Sequence[str]],
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        top_k: int = 1,
+    ) -> AsyncIterator[list[ClassificationResult] | ModelwireError]:
+        """Classify many batches of texts over one stream; yields one outcome per batch,
+        in order: a result per text, or the error for that batch alone."""
+        requests = classify_text_stream_requests(batches, model, version, top_k)
+        try:
+            async for reply in self._inference.ClassifyTextStream(requests):
+                yield text_stream_outcome(reply)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
 
     async def embed(
         self,

@@ -141,6 +141,48 @@ def _stream_error(error: inference_pb2.StreamError) -> ModelwireError:
     return _ERRORS.get(code, ModelwireError)(error.message, status=code.name)
 
 
+def _texts(texts: str | Sequence[str]) -> list[str]:
+    """A lone str is one text (not its characters)."""
+    return [texts] if isinstance(texts, str) else list(texts)
+
+
+def classify_text_request(
+    texts: str | Sequence[str], model: str | None, version: int | None, top_k: int
+) -> inference_pb2.ClassifyTextRequest:
+    return inference_pb2.ClassifyTextRequest(
+        model=model or "", version=version or 0, texts=_texts(texts), top_k=top_k
+    )
+
+
+def classify_text_stream_requests(
+    batches: Iterable[str | Sequence[str]], model: str | None, version: int | None, top_k: int
+) -> Iterator[inference_pb2.ClassifyTextStreamRequest]:
+    """One stream message per batch of texts, ids "0", "1", ... in order, read lazily."""
+    for index, texts in enumerate(batches):
+        yield inference_pb2.ClassifyTextStreamRequest(
+            id=str(index), request=classify_text_request(texts, model, version, top_k)
+        )
+
+
+def text_results(reply: inference_pb2.ClassifyTextResponse) -> list[ClassificationResult]:
+    return [
+        ClassificationResult(
+            reply.model,
+            reply.version,
+            tuple(ClassScore(c.label, c.index, c.score) for c in text.classes),
+        )
+        for text in reply.results
+    ]
+
+
+def text_stream_outcome(
+    reply: inference_pb2.ClassifyTextStreamResponse,
+) -> list[ClassificationResult] | ModelwireError:
+    if reply.HasField("error"):
+        return _stream_error(reply.error)
+    return text_results(reply.response)
+
+
 @dataclass(frozen=True)
 class EmbeddingResult:
     """One vector per text, in order: `vectors` is FP32 [texts, width]; `tokens` the
@@ -159,9 +201,7 @@ class EmbeddingResult:
 def embed_request(
     texts: str | Sequence[str], model: str | None, version: int | None
 ) -> inference_pb2.EmbedRequest:
-    """A lone str is one text (not its characters)."""
-    given = [texts] if isinstance(texts, str) else list(texts)
-    return inference_pb2.EmbedRequest(model=model or "", version=version or 0, texts=given)
+    return inference_pb2.EmbedRequest(model=model or "", version=version or 0, texts=_texts(texts))
 
 
 def embed_stream_requests(

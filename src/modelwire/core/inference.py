@@ -23,9 +23,10 @@ from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits, decode
 from modelwire.core.models import ModelManager, ServedVersion
 from modelwire.core.tasks import Item, item_key, item_rows
 from modelwire.core.tasks.image_classification import ImageClassificationTask
+from modelwire.core.tasks.text_classification import TextClassificationTask
 from modelwire.core.tasks.text_embedding import EMBEDDING, TEXT, TOKENS, TextEmbeddingTask
 from modelwire.core.tensors import NamedTensors, check_tensors
-from modelwire.errors import InvalidInput, NotReady
+from modelwire.errors import InvalidInput, NotFound, NotReady
 
 __all__ = ["ClassScore", "Classification", "Embeddings", "InferenceEngine", "TensorResult"]
 
@@ -145,10 +146,7 @@ class InferenceEngine:
         """Classify one encoded image. Raises InvalidInput, NotFound, NotReady or
         Overloaded (queue full)."""
         self._check_open()
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidInput(
-                f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}", field="top_k"
-            )
+        _check_top_k(top_k)
         served = self.models.resolve(model, version)
         task = served.task
         if not isinstance(task, ImageClassificationTask):
@@ -158,17 +156,47 @@ class InferenceEngine:
                 field="model",
             )
         outputs = await self._submit(served, [data])
-        probabilities = outputs[task.output_name][0]
-        labels = task.labels
-        count = min(top_k, len(labels))
-        if count == 1:
-            ranked = [int(np.argmax(probabilities))]
-        else:
-            ranked = [int(i) for i in np.argsort(-probabilities, kind="stable")[:count]]
-        classes = tuple(ClassScore(labels[i], i, float(probabilities[i])) for i in ranked)
+        classes = _ranked(outputs[task.output_name][0], task.labels, top_k)
         return Classification(served.model, served.version, classes)
 
-    async def embed(self, model: str, version: int | None, texts: Sequence[str]) -> Embeddings:
+    async def classify_text(
+        self, model: str, version: int | None, texts: Sequence[str], top_k: int = 1
+    ) -> list[Classification]:
+        """The ranked classes of each text by a text classifier: its embedding model's
+        vectors (batched with that model's other callers), then its head."""
+        self._check_open()
+        _check_top_k(top_k)
+        served = self.models.resolve(model, version)
+        task = served.task
+        if not isinstance(task, TextClassificationTask):
+            raise InvalidInput(
+                f"model {served.model!r} is a {task.name} model, not a text classifier",
+                field="model",
+            )
+        scores = await self._text_scores(served, task, texts)
+        return [
+            Classification(served.model, served.version, _ranked(row, task.labels, top_k))
+            for row in scores
+        ]
+
+    async def _text_scores(
+        self, served: ServedVersion, task: TextClassificationTask, texts: Sequence[str | bytes]
+    ) -> np.ndarray:
+        with served.use():  # unloading the classifier waits for its embedding step too
+            try:
+                embedded = await self.embed(task.embedding_model, task.embedding_version, texts)
+            except NotFound as missing:
+                raise NotReady(
+                    f"model {served.model!r} cannot serve: its embedding model "
+                    f"{task.embedding_model!r} is not served ({missing.message})"
+                ) from None
+            task.check_width(embedded.model, embedded.vectors.shape[1])
+            result = await self._run(served, [{task.input_name: embedded.vectors}], checked=True)
+        return result.outputs[task.output_name]
+
+    async def embed(
+        self, model: str, version: int | None, texts: Sequence[str | bytes]
+    ) -> Embeddings:
         """The embeddings of `texts` by a text-embedding model, batched with other calls."""
         self._check_open()
         served = self.models.resolve(model, version)
@@ -181,7 +209,7 @@ class InferenceEngine:
             raise InvalidInput("send at least one text", field="text")
         array = np.empty(len(texts), dtype=object)
         array[:] = list(texts)
-        result = await self.infer(served, [{TEXT: array}], checked=True)
+        result = await self._run(served, [{TEXT: array}], checked=True)
         outputs = result.outputs
         return Embeddings(served.model, served.version, outputs[EMBEDDING], outputs[TOKENS])
 
@@ -192,8 +220,25 @@ class InferenceEngine:
         here against the model's inputs), or for an image model encoded images, one item
         each. A request of more rows than a batch holds runs as several batches. The
         first item that fails fails the whole call. `checked`: the items come from
-        `oip.request_items`, which has checked them against this version's inputs."""
+        `oip.request_items`, which has checked them against this version's inputs. A
+        text classifier takes its texts through its embedding model first."""
         self._check_open()
+        task = served.opened.task if served.opened is not None else None
+        if isinstance(task, TextClassificationTask):
+            (tensors,) = items
+            if not checked:
+                check_tensors(task.inputs, _tensors(tensors), batched=True)
+            texts = list(_tensors(tensors)[TEXT].reshape(-1))
+            scores = await self._text_scores(served, task, texts)
+            return TensorResult(
+                served.model, served.version, {task.output_name: scores}, task.labels
+            )
+        return await self._run(served, items, checked=checked)
+
+    async def _run(
+        self, served: ServedVersion, items: Sequence[Item], *, checked: bool
+    ) -> TensorResult:
+        """`infer` through the version's own backend (or its pipeline's steps)."""
         pipeline = served.opened.pipeline if served.opened is not None else None
         if pipeline is not None:
             (tensors,) = items
@@ -320,3 +365,18 @@ def _tensors(item: Item) -> NamedTensors:
     if isinstance(item, bytes):
         raise InvalidInput("a pipeline takes tensors, not encoded bytes", field="inputs")
     return item
+
+
+def _check_top_k(top_k: int) -> None:
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidInput(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}", field="top_k")
+
+
+def _ranked(probabilities: np.ndarray, labels: Sequence[str], top_k: int) -> tuple[ClassScore, ...]:
+    """The `top_k` most likely classes, best first (ties in label order)."""
+    count = min(top_k, len(labels))
+    if count == 1:
+        ranked = [int(np.argmax(probabilities))]
+    else:
+        ranked = [int(i) for i in np.argsort(-probabilities, kind="stable")[:count]]
+    return tuple(ClassScore(labels[i], i, float(probabilities[i])) for i in ranked)

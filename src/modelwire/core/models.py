@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import tomllib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ from modelwire.core.repository import (
     validate_name,
 )
 from modelwire.core.tasks import Item, Task
+from modelwire.core.tasks.text_classification import TextClassificationTask
+from modelwire.core.tasks.text_embedding import TextEmbeddingTask
 from modelwire.core.tensors import NamedTensors
-from modelwire.errors import InvalidInput, NotFound, NotReady
+from modelwire.errors import InvalidInput, ModelwireError, NotFound, NotReady
 
 __all__ = [
     "ModelManager",
@@ -275,6 +278,27 @@ class ModelManager:
                 return f"step model {step.model!r} cannot serve: {deeper}"
         return ""
 
+    def _head_problem(self, task: object) -> str:
+        """For a text classifier, why its head cannot take its embedding model's vectors
+        (empty when it can, or when the embedding model is not serving yet: then each
+        call checks)."""
+        if not isinstance(task, TextClassificationTask):
+            return ""
+        try:
+            embedding = self.resolve(task.embedding_model, task.embedding_version)
+        except ModelwireError:
+            return ""
+        if not isinstance(embedding.task, TextEmbeddingTask):
+            return (
+                f"its [embedding] model {task.embedding_model!r} is not a text-embedding "
+                f"model (its task is {embedding.task.name})"
+            )
+        try:
+            task.check_width(embedding.model, embedding.task.width)
+        except InvalidInput as error:
+            return error.message
+        return ""
+
     def resolve(self, name: str, version: int | None = None) -> ServedVersion:
         """The READY version a request should use. Raises InvalidInput for a bad name,
         NotFound for an unknown model or version, NotReady when it cannot serve now."""
@@ -336,7 +360,10 @@ class ModelManager:
 
     async def load_all(self) -> None:
         found = await asyncio.to_thread(find_models, self._repositories)
-        for name in found:
+        # Text classifiers last, so that their heads are checked against their embedding
+        # models as they load.
+        later = {name for name, path in found.items() if _text_classifier(path)}
+        for name in sorted(found, key=lambda name: name in later):
             await self.load(name, announce=False)
 
     async def load(self, name: str, *, announce: bool = True) -> ModelStatus:
@@ -411,6 +438,13 @@ class ModelManager:
             served.state = VersionState.FAILED
             served.reason = "it could not be opened; the server log has the details"
             return
+        problem = self._head_problem(opened.task)
+        if problem:
+            if opened.backend is not None:
+                opened.backend.close()
+            served.state, served.reason = VersionState.FAILED, problem
+            log.warning("model %s version %d failed: %s", folder.name, served.version, problem)
+            return
         batching = folder.config.batching
         served.opened = opened
         if opened.backend is None:  # a pipeline: its steps' batchers batch
@@ -481,3 +515,11 @@ class ModelManager:
         for model in self._models.values():
             old, model.versions = model.versions, {}
             await asyncio.gather(*(served.drain_and_close() for served in old.values()))
+
+
+def _text_classifier(folder: Path) -> bool:
+    try:
+        config = tomllib.loads((folder / "model.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return config.get("task") == "text-classification"

@@ -18,6 +18,7 @@ from modelwire.core.repository import ModelSource
 from modelwire.core.tasks import Task
 from modelwire.core.tasks.image_classification import ImageClassificationTask
 from modelwire.core.tasks.tensor import TensorTask
+from modelwire.core.tasks.text_classification import TextClassificationTask
 from modelwire.core.tasks.text_embedding import TextEmbeddingTask
 from modelwire.core.tensors import NamedTensors
 
@@ -76,6 +77,8 @@ def open_version(source: ModelSource, options: OpenOptions) -> Opened:
         task = ImageClassificationTask(source, info, options.limits)
     elif config.task == "text-embedding":
         task = TextEmbeddingTask(source, backend)
+    elif config.task == "text-classification":
+        task = TextClassificationTask(source, info)
     else:
         task = TensorTask(info, bytes_as_text=config.backend == "onnx")
     device = f"{info.device} (fallback: {fallback})" if fallback else info.device

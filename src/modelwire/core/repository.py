@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_MODEL_DIR",
     "DEFAULT_REPOSITORY",
     "BatchingConfig",
+    "EmbeddingConfig",
     "InputConfig",
     "ModelConfig",
     "ModelFolder",
@@ -250,7 +251,17 @@ class TextConfig(_Strict):
     )
 
 
-Task = Literal["image-classification", "text-embedding", "tensor", "pipeline"]
+class EmbeddingConfig(_Strict):
+    """The [embedding] table of a text classifier: the served text-embedding model whose
+    vectors its head (the version's model.onnx) classifies."""
+
+    model: str
+    version: int | None = Field(None, ge=1, description="None: the model's default")
+
+
+Task = Literal[
+    "image-classification", "text-embedding", "text-classification", "tensor", "pipeline"
+]
 Backend = Literal["onnx", "python"]
 
 
@@ -266,6 +277,9 @@ class ModelConfig(_Strict):
     input: InputConfig | None = Field(None, description="How images become the input tensor")
     output: OutputConfig = OutputConfig(name=None)
     text: TextConfig | None = Field(None, description="How texts become tokens and vectors")
+    embedding: EmbeddingConfig | None = Field(
+        None, description="A text classifier's embedding model"
+    )
     inputs: tuple[TensorConfig, ...] = ()
     outputs: tuple[TensorConfig, ...] = ()
     steps: tuple[StepConfig, ...] = ()
@@ -283,6 +297,8 @@ class ModelConfig(_Strict):
             raise ValueError("a pipeline needs [[steps]]")
         if self.task == "text-embedding" and self.text is None:
             raise ValueError("a text-embedding model needs a [text] table")
+        if self.task == "text-classification" and self.embedding is None:
+            raise ValueError("a text-classification model needs an [embedding] table")
         if self.task != "pipeline" and self.steps:
             raise ValueError('[[steps]] belong to task = "pipeline"')
         if self.task == "pipeline" or self.backend == "python":
@@ -307,7 +323,7 @@ class ModelConfig(_Strict):
 
     @property
     def needs_labels(self) -> bool:
-        return self.task == "image-classification"
+        return self.task in ("image-classification", "text-classification")
 
     @property
     def batch_size_given(self) -> bool:

@@ -17,7 +17,12 @@ from modelwire.rest.classify import ClassifyRequest, classify_router
 from modelwire.rest.errors import install_error_handlers
 from modelwire.rest.middleware import CallMiddleware
 from modelwire.rest.oip import InferenceRequest, oip_router
-from modelwire.rest.text import EmbedRequest, OpenAIEmbeddingsRequest, text_router
+from modelwire.rest.text import (
+    ClassifyTextRequest,
+    EmbedRequest,
+    OpenAIEmbeddingsRequest,
+    text_router,
+)
 
 __all__ = ["build_metrics_app", "build_rest_app"]
 
@@ -29,6 +34,7 @@ HTTP/JSON beside modelwire's gRPC API, over the same models and batchers.
 
 - `POST /v1/models/{name}:classify`: send a picture, get ranked classes.
 - `POST /v1/models/{name}:embed`: send texts, get one vector per text.
+- `POST /v1/models/{name}:classify-text`: send texts, get ranked classes per text.
 - `POST /v1/embeddings`: the OpenAI embeddings API, for OpenAI's clients.
 - `/v2/...`: the Open Inference Protocol (KServe v2) REST API, with the binary tensor
   data, classification and model repository extensions.
@@ -43,6 +49,7 @@ _BODY_MODELS: tuple[type[BaseModel], ...] = (
     InferenceRequest,
     ClassifyRequest,
     EmbedRequest,
+    ClassifyTextRequest,
     OpenAIEmbeddingsRequest,
 )
 

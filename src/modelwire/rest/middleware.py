@@ -2,7 +2,7 @@
 request id, authentication and authorisation, one log line, and metrics.
 
 Routes map to the same roles as the gRPC methods they mirror: classify, embed (and the
-OpenAI embeddings API) and the Open Inference Protocol's inference, metadata and
+OpenAI embeddings API), classify-text and the Open Inference Protocol's inference, metadata and
 readiness need `infer`, its repository extension `admin`; health, the API docs and
 /metrics are open. A path not listed needs `admin`.
 """
@@ -31,6 +31,11 @@ access_log = logging.getLogger("modelwire.access")
 _ROUTES = [
     (re.compile(r"^/v1/models/[^/]+(/versions/[^/]+)?:classify$"), "classify", "infer"),
     (re.compile(r"^/v1/models/[^/]+(/versions/[^/]+)?:embed$"), "embed", "infer"),
+    (
+        re.compile(r"^/v1/models/[^/]+(/versions/[^/]+)?:classify-text$"),
+        "classify_text",
+        "infer",
+    ),
     (re.compile(r"^/v1/embeddings$"), "openai_embeddings", "infer"),
     (re.compile(r"^/v2/health/(live|ready)$"), "health", "open"),
     (re.compile(r"^/v2/repository/"), "repository", "admin"),

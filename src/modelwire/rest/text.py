@@ -1,4 +1,5 @@
-"""Text over REST: `POST /v1/models/{name}:embed`, and the OpenAI embeddings API.
+"""Text over REST: `POST /v1/models/{name}:embed` and `:classify-text`, and the OpenAI
+embeddings API.
 
 `POST /v1/embeddings` takes OpenAI's request (`model`, `input`: a string or a list of
 strings, `encoding_format`: float or base64, `dimensions`) and answers in OpenAI's shape,
@@ -18,12 +19,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from modelwire.core.inference import Embeddings, InferenceEngine
+from modelwire.core.inference import MAX_TOP_K, Embeddings, InferenceEngine
 from modelwire.errors import InvalidInput, ModelwireError
 from modelwire.rest.body import off_loop, parse_json, read_body
+from modelwire.rest.classify import ClassScore
 from modelwire.rest.errors import error_headers, http_code
 
-__all__ = ["EmbedRequest", "OpenAIEmbeddingsRequest", "text_router"]
+__all__ = ["ClassifyTextRequest", "EmbedRequest", "OpenAIEmbeddingsRequest", "text_router"]
 
 
 class EmbedRequest(BaseModel):
@@ -36,6 +38,21 @@ class EmbedResponse(BaseModel):
     embeddings: list[list[float]] = Field(description="One vector per text, in order.")
     tokens: list[int] = Field(description="The tokens the model read of each text.")
     total_tokens: int
+
+
+class ClassifyTextRequest(BaseModel):
+    texts: list[str] = Field(description="The texts to classify, at least one.")
+    top_k: int = Field(1, description=f"Classes per text, best first (1 to {MAX_TOP_K}).")
+
+
+class TextClasses(BaseModel):
+    classes: list[ClassScore]
+
+
+class ClassifyTextResponse(BaseModel):
+    model: str
+    version: int
+    results: list[TextClasses] = Field(description="One per text, in order.")
 
 
 class OpenAIEmbeddingsRequest(BaseModel):
@@ -65,17 +82,7 @@ def text_router(engine: InferenceEngine, max_body_bytes: int) -> APIRouter:
             total_tokens=int(result.tokens.sum()),
         )
 
-    docs: dict[str, Any] = {
-        "response_model": EmbedResponse,
-        "openapi_extra": {
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/EmbedRequest"}}
-                },
-            }
-        },
-    }
+    docs = _json_docs("EmbedRequest", EmbedResponse)
 
     @router.post("/models/{name}:embed", **docs)
     async def embed_default_version(name: str, request: Request) -> EmbedResponse:
@@ -86,6 +93,42 @@ def text_router(engine: InferenceEngine, max_body_bytes: int) -> APIRouter:
     async def embed_version(name: str, version: int, request: Request) -> EmbedResponse:
         """Embed texts with one version of the model."""
         return await embed(request, name, version)
+
+    async def classify_text(
+        request: Request, name: str, version: int | None
+    ) -> ClassifyTextResponse:
+        body = await read_body(request, max_body_bytes)
+        parsed = await off_loop(
+            len(body), lambda: parse_json(ClassifyTextRequest, body, "classify-text request")
+        )
+        results = await engine.classify_text(name, version, parsed.texts, parsed.top_k)
+        return ClassifyTextResponse(
+            model=results[0].model,
+            version=results[0].version,
+            results=[
+                TextClasses(
+                    classes=[
+                        ClassScore(label=c.label, index=c.index, score=c.score)
+                        for c in result.classes
+                    ]
+                )
+                for result in results
+            ],
+        )
+
+    text_docs = _json_docs("ClassifyTextRequest", ClassifyTextResponse)
+
+    @router.post("/models/{name}:classify-text", **text_docs)
+    async def classify_text_default_version(name: str, request: Request) -> ClassifyTextResponse:
+        """Classify texts with the model's default version."""
+        return await classify_text(request, name, None)
+
+    @router.post("/models/{name}/versions/{version}:classify-text", **text_docs)
+    async def classify_text_version(
+        name: str, version: int, request: Request
+    ) -> ClassifyTextResponse:
+        """Classify texts with one version of the model."""
+        return await classify_text(request, name, version)
 
     @router.post(
         "/embeddings",
@@ -119,6 +162,15 @@ def text_router(engine: InferenceEngine, max_body_bytes: int) -> APIRouter:
         return JSONResponse(_openai_answer(result, parsed.model, parsed.encoding_format))
 
     return router
+
+
+def _json_docs(schema: str, response: type[BaseModel]) -> dict[str, Any]:
+    """A route's documentation: a JSON body of `schema` (read by the route itself)."""
+    body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {
+        "response_model": response,
+        "openapi_extra": {"requestBody": {"required": True, "content": body}},
+    }
 
 
 def _texts(given: str | list[str] | list[int] | list[list[int]]) -> list[str]:

@@ -6,7 +6,7 @@ from modelwire.api.v1 import inference_pb2, models_pb2
 from modelwire.core.inference import Classification, Embeddings
 from modelwire.core.models import ModelState, ModelStatus, VersionState
 
-__all__ = ["classify_response", "embed_response", "model_message"]
+__all__ = ["classify_response", "classify_text_response", "embed_response", "model_message"]
 
 _MODEL_STATES = {
     ModelState.READY: models_pb2.MODEL_STATE_READY,
@@ -24,13 +24,24 @@ _VERSION_STATES = {
 
 def classify_response(result: Classification) -> inference_pb2.ClassifyResponse:
     return inference_pb2.ClassifyResponse(
-        model=result.model,
-        version=result.version,
-        classes=[
-            inference_pb2.ClassScore(label=c.label, index=c.index, score=c.score)
-            for c in result.classes
-        ],
+        model=result.model, version=result.version, classes=_scores(result)
     )
+
+
+def classify_text_response(results: list[Classification]) -> inference_pb2.ClassifyTextResponse:
+    first = results[0]  # one per text, at least one
+    return inference_pb2.ClassifyTextResponse(
+        model=first.model,
+        version=first.version,
+        results=[inference_pb2.TextClasses(classes=_scores(result)) for result in results],
+    )
+
+
+def _scores(result: Classification) -> list[inference_pb2.ClassScore]:
+    return [
+        inference_pb2.ClassScore(label=c.label, index=c.index, score=c.score)
+        for c in result.classes
+    ]
 
 
 def embed_response(result: Embeddings) -> inference_pb2.EmbedResponse:

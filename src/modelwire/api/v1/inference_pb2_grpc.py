@@ -57,6 +57,16 @@ class InferenceServiceStub:
                 request_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamRequest.SerializeToString,
                 response_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamResponse.FromString,
                 _registered_method=True)
+        self.ClassifyText = channel.unary_unary(
+                '/modelwire.api.v1.InferenceService/ClassifyText',
+                request_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextRequest.SerializeToString,
+                response_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextResponse.FromString,
+                _registered_method=True)
+        self.ClassifyTextStream = channel.stream_stream(
+                '/modelwire.api.v1.InferenceService/ClassifyTextStream',
+                request_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextStreamRequest.SerializeToString,
+                response_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextStreamResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -107,6 +117,24 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClassifyText(self, request, context):
+        """Classifies texts with a text classifier (a text-embedding model, then the
+        classifier's head): ranked classes per text, in order.
+        Errors: as for Embed, and INVALID_ARGUMENT for a bad top_k or a model that is not a
+        text classifier.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClassifyTextStream(self, request_iterator, context):
+        """Classifies a stream of requests on one HTTP/2 stream, with the ids, ordering,
+        per-message errors and flow control of ClassifyStream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +157,16 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.EmbedStream,
                     request_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamRequest.FromString,
                     response_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamResponse.SerializeToString,
+            ),
+            'ClassifyText': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClassifyText,
+                    request_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextRequest.FromString,
+                    response_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextResponse.SerializeToString,
+            ),
+            'ClassifyTextStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ClassifyTextStream,
+                    request_deserializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextStreamRequest.FromString,
+                    response_serializer=modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -242,6 +280,60 @@ class InferenceService:
             '/modelwire.api.v1.InferenceService/EmbedStream',
             modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamRequest.SerializeToString,
             modelwire_dot_api_dot_v1_dot_inference__pb2.EmbedStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClassifyText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelwire.api.v1.InferenceService/ClassifyText',
+            modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextRequest.SerializeToString,
+            modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClassifyTextStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/modelwire.api.v1.InferenceService/ClassifyTextStream',
+            modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextStreamRequest.SerializeToString,
+            modelwire_dot_api_dot_v1_dot_inference__pb2.ClassifyTextStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,13 +9,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "export_model_folder", "export_onnx"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "export_model_folder",
+    "export_onnx",
+    "export_text_classifier_folder",
+]
 
 
 def export_onnx(
     model: nn.Module,
     path: Path,
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     *,
     input_name: str = "input",
     output_name: str = "logits",
@@ -92,6 +98,35 @@ def export_model_folder(
         f"mean = {list(mean)}\nstd = {list(std)}\n\n"
         '[output]\nname = "logits"\nkind = "logits"\n'
         + (f"\n[batching]\n{batching}\n" if batching else "")
+    )
+    return folder
+
+
+def export_text_classifier_folder(
+    head: nn.Module,
+    folder: Path,
+    labels: Sequence[str],
+    *,
+    width: int,
+    embedding_model: str,
+    embedding_version: int | None = None,
+    version: int = 1,
+    description: str = "",
+) -> Path:
+    """Write a text classifier's model folder: <folder>/<version>/model.onnx (the head,
+    embeddings [batch, width] → logits [batch, classes]), labels.txt and model.toml
+    naming the embedding model whose vectors it classifies."""
+    export_onnx(head, folder / str(version) / "model.onnx", (width,), input_name="embedding")
+    (folder / "labels.txt").write_text("".join(f"{label}\n" for label in labels))
+    pinned = f"version = {embedding_version}\n" if embedding_version is not None else ""
+    (folder / "model.toml").write_text(
+        f'name = "{folder.name}"\n'
+        'task = "text-classification"\n'
+        f"description = {_toml_string(description)}\n"
+        'labels_file = "labels.txt"\n\n'
+        f"[embedding]\nmodel = {_toml_string(embedding_model)}\n{pinned}\n"
+        '[output]\nname = "logits"\nkind = "logits"\n\n'
+        "[batching]\nmax_batch_size = 64\n"
     )
     return folder
 

@@ -9,9 +9,9 @@ from typing import TypeVar
 
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
-from modelwire.core.inference import Embeddings, InferenceEngine
+from modelwire.core.inference import Classification, Embeddings, InferenceEngine
 from modelwire.errors import INTERNAL_MESSAGE, ModelwireError
-from modelwire.server.convert import classify_response, embed_response
+from modelwire.server.convert import classify_response, classify_text_response, embed_response
 from modelwire.server.status import Context, grpc_errors, status_code
 from modelwire.server.streams import answer_in_order
 
@@ -51,6 +51,34 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     ) -> AsyncIterator[pb.EmbedStreamResponse]:
         async for response in answer_in_order(request_iterator, self._embedded, self._window):
             yield response
+
+    @grpc_errors
+    async def ClassifyText(
+        self, request: pb.ClassifyTextRequest, context: Context
+    ) -> pb.ClassifyTextResponse:
+        return classify_text_response(await self._classify_text(request))
+
+    async def ClassifyTextStream(
+        self, request_iterator: AsyncIterator[pb.ClassifyTextStreamRequest], context: Context
+    ) -> AsyncIterator[pb.ClassifyTextStreamResponse]:
+        answers = answer_in_order(request_iterator, self._text_classified, self._window)
+        async for response in answers:
+            yield response
+
+    def _classify_text(self, request: pb.ClassifyTextRequest) -> Awaitable[list[Classification]]:
+        return self._engine.classify_text(
+            request.model, request.version or None, request.texts, request.top_k or 1
+        )
+
+    async def _text_classified(
+        self, message: pb.ClassifyTextStreamRequest
+    ) -> pb.ClassifyTextStreamResponse:
+        outcome = await _outcome(self._classify_text(message.request), "ClassifyTextStream")
+        if isinstance(outcome, pb.StreamError):
+            return pb.ClassifyTextStreamResponse(id=message.id, error=outcome)
+        return pb.ClassifyTextStreamResponse(
+            id=message.id, response=classify_text_response(outcome)
+        )
 
     def _embed(self, request: pb.EmbedRequest) -> Awaitable[Embeddings]:
         return self._engine.embed(request.model, request.version or None, request.texts)
