@@ -13,6 +13,7 @@ nothing behind.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import tempfile
@@ -153,7 +154,7 @@ def _export(encoder: Path, onnx_path: Path) -> None:
         raise InvalidInput(
             f"{encoder}: the encoder could not be loaded ({type(error).__name__}: {error})"
         ) from None
-    takes_types = "token_type_ids" in model.forward.__code__.co_varnames
+    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
 
     class Encoder(torch.nn.Module):
         def __init__(self) -> None:

@@ -43,6 +43,12 @@ def minilm(text_repository: Path) -> Opened:
 def test_the_task_shows_texts_in_and_vectors_out(minilm: Opened) -> None:
     task = minilm.task
     assert isinstance(task, TextEmbeddingTask)
+    assert minilm.backend is not None  # the export takes all three of BERT's inputs
+    assert [(s.name, s.datatype) for s in minilm.backend.info.inputs] == [
+        ("input_ids", "INT64"),
+        ("attention_mask", "INT64"),
+        ("token_type_ids", "INT64"),
+    ]
     assert [(s.name, s.datatype, s.shape) for s in task.inputs] == [(TEXT, "BYTES", ())]
     assert [(s.name, s.datatype, s.shape) for s in task.outputs] == [
         (EMBEDDING, "FP32", (384,)),
