@@ -55,6 +55,7 @@ bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	$(BIN)/python benchmarks/serve_latency.py
 	$(BIN)/python benchmarks/inference_throughput.py
 	$(BIN)/python benchmarks/grpc_vs_rest.py
+	$(BIN)/python benchmarks/text_embedding.py
 	$(BIN)/python benchmarks/data_and_training.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/plane_regression.py
