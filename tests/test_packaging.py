@@ -42,6 +42,7 @@ def test_exported_names() -> None:
         "Example",
         "ImageInput",
         "Tensors",
+        "TextExample",
     ]
     for name in modelwire.errors.__all__:
         exported = getattr(modelwire.errors, name)

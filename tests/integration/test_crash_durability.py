@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from modelwire.client import Client, Example
+from modelwire.client import Client, Example, TextExample
 from modelwire.errors import ModelwireError
 from tests.conftest import ServeProcess, start_serve, stop_serve
 from tests.requirements import need_module
@@ -29,25 +30,30 @@ def noise_png(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def examples(start: int, stop: int) -> Iterator[Example]:
+def examples(start: int, stop: int, kind: str = "image") -> Iterator[Example | TextExample]:
     for seed in range(start, stop):
-        yield Example(str(seed % 3), noise_png(seed))
+        if kind == "text":
+            yield TextExample(str(seed % 3), f"example {seed}: {'many words ' * (seed % 40)}")
+        else:
+            yield Example(str(seed % 3), noise_png(seed))
 
 
 def serve_on(data: Path) -> ServeProcess:
     return start_serve("--host", "127.0.0.1", "--port", "0", "--data-dir", str(data))
 
 
-def test_kill_during_uploads_loses_nothing_accepted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_kill_during_uploads_loses_nothing_accepted(tmp_path: Path, kind: str) -> None:
     data = tmp_path / "data"
     serve = serve_on(data)
     with Client(serve.target) as client:
-        client.create_dataset("d")
+        client.create_dataset("d", kind=kind)
     accepted = 0
     rng = np.random.default_rng(7)
     for round_ in range(3):
         with Client(serve.target) as client:
-            summary = client.upload_examples("d", examples(round_ * 10**6, round_ * 10**6 + 150))
+            first = examples(round_ * 10**6, round_ * 10**6 + 150, kind)
+            summary = client.upload_examples("d", first)
             assert summary.accepted == 150
             accepted += summary.accepted
 
@@ -55,7 +61,7 @@ def test_kill_during_uploads_loses_nothing_accepted(tmp_path: Path) -> None:
             def stream(base: int = round_ * 10**6 + 500_000, target: str = serve.target) -> None:
                 # The server dies under it.
                 with Client(target) as other, contextlib.suppress(ModelwireError):
-                    other.upload_examples("d", examples(base, base + 100_000))
+                    other.upload_examples("d", examples(base, base + 100_000, kind))
 
             uploader = threading.Thread(target=stream)
             uploader.start()
@@ -70,7 +76,8 @@ def test_kill_during_uploads_loses_nothing_accepted(tmp_path: Path) -> None:
             assert stored >= accepted
             exported = 0
             for example in client.export_examples("d"):
-                assert hashlib.sha256(example.image).hexdigest() == example.sha256
+                content = example.text.encode() if kind == "text" else example.image
+                assert hashlib.sha256(content).hexdigest() == example.sha256
                 exported += 1
             assert exported == stored
             accepted = stored  # what survived is the new floor

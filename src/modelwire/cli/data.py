@@ -1,7 +1,11 @@
-"""`modelwire data`: create, list, describe, delete and upload datasets."""
+"""`modelwire data`: create, list, describe, delete and upload datasets (of images, or of
+texts from CSV or JSON Lines files)."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,9 +17,11 @@ import typer
 from modelwire.cli.common import TargetOption, connected, fail
 from modelwire.errors import Unavailable
 
-__all__ = ["IMAGE_SUFFIXES", "data_app", "image_folder"]
+__all__ = ["IMAGE_SUFFIXES", "data_app", "image_folder", "text_file"]
 
-data_app = typer.Typer(help="Datasets of labelled images kept by the server.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Datasets of labelled images or texts kept by the server.", no_args_is_help=True
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 
@@ -30,16 +36,47 @@ def image_folder(root: Path) -> list[tuple[str, Path]]:
     ]
 
 
+def text_file(path: Path) -> list[tuple[str, str, str]]:
+    """(label, text, where) of every example of a .csv file (a header naming `text` and
+    `label` columns) or a .jsonl file (one {"text": ..., "label": ...} object a line).
+    Raises ValueError saying what is wrong where."""
+    rows: list[tuple[str, str, str]] = []
+    content = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(content))
+        if not {"text", "label"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{path}: the header must name a 'text' and a 'label' column")
+        for number, row in enumerate(reader, start=2):
+            rows.append((row["label"] or "", row["text"] or "", f"{path.name}:{number}"))
+        return rows
+    if path.suffix.lower() != ".jsonl":
+        raise ValueError(f"{path}: texts come in a .csv or a .jsonl file")
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from None
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(key), str) for key in ("text", "label")
+        ):
+            raise ValueError(f'{path}:{number}: write {{"text": "...", "label": "..."}}')
+        rows.append((item["label"], item["text"], f"{path.name}:{number}"))
+    return rows
+
+
 @data_app.command("create")
 def create(
     name: str,
     description: Annotated[str, typer.Option(help="What the dataset holds.")] = "",
+    kind: Annotated[str, typer.Option(help="What it holds: image or text.")] = "image",
     target: TargetOption = "localhost:50051",
 ) -> None:
-    """Create an empty dataset."""
+    """Create an empty dataset of images or of texts."""
     with connected(target) as client:
-        client.create_dataset(name, description)
-    typer.echo(f"created {name}")
+        client.create_dataset(name, description, kind=kind)
+    typer.echo(f"created {name} ({kind})")
 
 
 @data_app.command("ls")
@@ -49,8 +86,8 @@ def list_datasets(target: TargetOption = "localhost:50051") -> None:
         datasets = client.list_datasets()
     for dataset in datasets:
         typer.echo(
-            f"{dataset.name}\t{dataset.examples} examples\t{len(dataset.label_counts)} labels\t"
-            f"{dataset.total_bytes} bytes"
+            f"{dataset.name}\t{_kind(dataset.kind)}\t{dataset.examples} examples\t"
+            f"{len(dataset.label_counts)} labels\t{dataset.total_bytes} bytes"
         )
 
 
@@ -59,13 +96,22 @@ def show(name: str, target: TargetOption = "localhost:50051") -> None:
     """Describe a dataset: examples per label, size, times."""
     with connected(target) as client:
         dataset = client.get_dataset(name)
-    typer.echo(f"{dataset.name}: {dataset.examples} examples, {dataset.total_bytes} bytes")
+    typer.echo(
+        f"{dataset.name} ({_kind(dataset.kind)}): {dataset.examples} examples, "
+        f"{dataset.total_bytes} bytes"
+    )
     if dataset.description:
         typer.echo(dataset.description)
     typer.echo(f"created {dataset.create_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC")
     typer.echo(f"updated {dataset.update_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC")
     for label, count in sorted(dataset.label_counts.items()):
         typer.echo(f"  {label}\t{count}")
+
+
+def _kind(number: int) -> str:
+    from modelwire.client._common import DATASET_KINDS
+
+    return next((name for name, value in DATASET_KINDS.items() if value == number), "image")
 
 
 @data_app.command("rm")
@@ -84,21 +130,38 @@ UPLOAD_ATTEMPTS = 3
 def upload(
     dataset: str,
     folder: Annotated[
-        Path, typer.Argument(help="Folder of DIR/<label>/<image files>.", file_okay=False)
+        Path,
+        typer.Argument(
+            help="Folder of DIR/<label>/<image files>, or a .csv or .jsonl file of texts."
+        ),
     ],
     target: TargetOption = "localhost:50051",
 ) -> None:
-    """Upload DIR/<label>/*.{jpg,png,bmp,gif,webp} into a dataset, with a progress bar;
-    exits 1 if the server refused any image (each is listed with its reason)."""
+    """Upload DIR/<label>/*.{jpg,png,bmp,gif,webp} into an image dataset, or the rows of
+    FILE.csv (columns text, label) or FILE.jsonl ({"text", "label"} a line) into a text
+    dataset, with a progress bar; exits 1 if the server refused any example (each is
+    listed with its reason)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from modelwire.client import Example
+    from modelwire.client import Example, TextExample
 
-    if not folder.is_dir():
-        raise fail(f"{folder} is not a folder")
-    files = image_folder(folder)
-    if not files:
-        raise fail(f"{folder} has no <label>/<image> files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    items: list[Example | TextExample]
+    if folder.is_file():
+        try:
+            items = [TextExample(label, text, where) for label, text, where in text_file(folder)]
+        except (ValueError, UnicodeDecodeError) as error:
+            raise fail(str(error)) from None
+        if not items:
+            raise fail(f"{folder} has no examples")
+    elif folder.is_dir():
+        files = image_folder(folder)
+        if not files:
+            raise fail(
+                f"{folder} has no <label>/<image> files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        items = [Example(label, path, str(path.relative_to(folder))) for label, path in files]
+    else:
+        raise fail(f"{folder} is neither a folder of images nor a file of texts")
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -106,12 +169,12 @@ def upload(
         TimeRemainingColumn(),
         transient=True,
     ) as progress:
-        task = progress.add_task(f"uploading to {dataset}", total=len(files))
+        task = progress.add_task(f"uploading to {dataset}", total=len(items))
 
-        def examples() -> Iterator[Example]:
-            progress.reset(task, total=len(files))
-            for label, path in files:
-                yield Example(label, path, str(path.relative_to(folder)))
+        def examples() -> Iterator[Example | TextExample]:
+            progress.reset(task, total=len(items))
+            for item in items:
+                yield item
                 progress.advance(task)
 
         # One key for every attempt: a resent upload stores nothing twice and answers

@@ -16,6 +16,7 @@ from modelwire.client._common import (
     Example,
     ImageInput,
     Tensors,
+    TextExample,
 )
 from modelwire.client._sync import Client
 
@@ -28,4 +29,5 @@ __all__ = [
     "Example",
     "ImageInput",
     "Tensors",
+    "TextExample",
 ]

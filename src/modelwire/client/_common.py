@@ -105,22 +105,39 @@ class Example:
     client_id: str = ""
 
 
+@dataclass(frozen=True)
+class TextExample:
+    """One labelled text to upload to a text dataset; `client_id` comes back with its
+    reason if refused."""
+
+    label: str
+    text: str
+    client_id: str = ""
+
+
+#: Dataset kinds by name, as the API numbers them.
+DATASET_KINDS = {"image": datasets_pb2.DATASET_KIND_IMAGE, "text": datasets_pb2.DATASET_KIND_TEXT}
+
+
 def upload_requests(
-    dataset: str, examples: Iterable[Example], idempotency_key: str = ""
+    dataset: str, examples: Iterable[Example | TextExample], idempotency_key: str = ""
 ) -> Iterator[datasets_pb2.UploadExamplesRequest]:
     """One message per example, read lazily; the first names the dataset (and the
     upload's idempotency key)."""
     for index, example in enumerate(examples):
-        client_id = example.client_id
-        if not client_id and not isinstance(example.image, bytes | bytearray | memoryview):
-            client_id = str(example.image)
-        yield datasets_pb2.UploadExamplesRequest(
-            dataset=dataset if index == 0 else "",
-            label=example.label,
-            image=read_image(example.image),
-            client_id=client_id,
-            idempotency_key=idempotency_key if index == 0 else "",
-        )
+        message = datasets_pb2.UploadExamplesRequest(label=example.label)
+        if index == 0:
+            message.dataset, message.idempotency_key = dataset, idempotency_key
+        if isinstance(example, TextExample):
+            message.text, message.client_id = example.text, example.client_id
+        else:
+            message.image = read_image(example.image)
+            message.client_id = example.client_id or (
+                ""
+                if isinstance(example.image, bytes | bytearray | memoryview)
+                else str(example.image)
+            )
+        yield message
 
 
 def result(reply: inference_pb2.ClassifyResponse) -> ClassificationResult:

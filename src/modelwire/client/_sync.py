@@ -20,11 +20,13 @@ from modelwire.api.v1 import (
 )
 from modelwire.client._channel import Connection, PemInput
 from modelwire.client._common import (
+    DATASET_KINDS,
     ClassificationResult,
     EmbeddingResult,
     Example,
     ImageInput,
     Tensors,
+    TextExample,
     classify_request,
     classify_text_request,
     classify_text_stream_requests,
@@ -42,7 +44,7 @@ from modelwire.client._common import (
     translate,
     upload_requests,
 )
-from modelwire.errors import ModelwireError
+from modelwire.errors import InvalidInput, ModelwireError
 
 R = TypeVar("R")
 
@@ -247,10 +249,17 @@ class Client:
         )
         return reply.model
 
-    def create_dataset(self, name: str, description: str = "") -> datasets_pb2.Dataset:
+    def create_dataset(
+        self, name: str, description: str = "", *, kind: str = "image"
+    ) -> datasets_pb2.Dataset:
+        """A new empty dataset of `kind` "image" or "text"."""
+        if kind not in DATASET_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(DATASET_KINDS)}", field="kind")
+        request = datasets_pb2.CreateDatasetRequest(
+            name=name, description=description, kind=DATASET_KINDS[kind]
+        )
         reply: datasets_pb2.CreateDatasetResponse = self._call(
-            self._datasets.CreateDataset,
-            datasets_pb2.CreateDatasetRequest(name=name, description=description),
+            self._datasets.CreateDataset, request
         )
         return reply.dataset
 
@@ -270,12 +279,17 @@ class Client:
         self._call(self._datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=name))
 
     def upload_examples(
-        self, dataset: str, examples: Iterable[Example], *, idempotency_key: str = ""
+        self,
+        dataset: str,
+        examples: Iterable[Example | TextExample],
+        *,
+        idempotency_key: str = "",
     ) -> datasets_pb2.UploadExamplesResponse:
-        """Upload labelled images over one stream (no deadline: as long as it takes);
-        the reply counts what was accepted, what the dataset held already, and each
-        refused example with its reason. Sending the same upload again with the same
-        `idempotency_key` (after a broken stream) answers as one upload would have."""
+        """Upload labelled images (or texts, to a text dataset) over one stream (no
+        deadline: as long as it takes); the reply counts what was accepted, what the
+        dataset held already, and each refused example with its reason. Sending the same
+        upload again with the same `idempotency_key` (after a broken stream) answers as
+        one upload would have."""
         try:
             reply: datasets_pb2.UploadExamplesResponse = self._datasets.UploadExamples(
                 upload_requests(dataset, examples, idempotency_key)
@@ -285,7 +299,7 @@ class Client:
         return reply
 
     def export_examples(self, dataset: str) -> Iterator[datasets_pb2.ExportExamplesResponse]:
-        """Every example of a dataset: label, image bytes and SHA-256."""
+        """Every example of a dataset: label, image bytes (or text) and SHA-256."""
         try:
             yield from self._datasets.ExportExamples(
                 datasets_pb2.ExportExamplesRequest(dataset=dataset)

@@ -93,6 +93,21 @@ class Database:
         else:
             self._sqlite.executescript(schema)
 
+    def ensure_column(self, table: str, column: str, definition: str) -> None:
+        """Add `column` to `table` (made by an older version) unless it has it; the
+        definition gives rows already there a value (`... NOT NULL DEFAULT ...`)."""
+        if self.postgres:
+            with self._pg.transaction():
+                self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK_KEY + 1,))
+                self._pg.execute(
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}"
+                )
+            return
+        names = {row[1] for row in self._sqlite.execute(f"PRAGMA table_info({table})")}
+        if column not in names:
+            self._sqlite.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            self._sqlite.commit()
+
     def begin_write(self, *, exclusive: bool = False) -> None:
         """Begin a transaction that writes. SQLite takes its one write lock either way.
         PostgreSQL takes the write lock shared (writers run side by side) or, with

@@ -1,4 +1,7 @@
-"""The data store: named datasets of labelled images.
+"""The data store: named datasets of labelled images or labelled texts.
+
+A dataset's kind (image or text) is fixed when it is made. Texts are stored as images
+are, as UTF-8 files named by their SHA-256: deduplicated by content, durable alike.
 
 Metadata lives in SQLite (WAL, synchronous=FULL) in the data directory, or in PostgreSQL
 (see modelwire.core.database); image files are
@@ -34,6 +37,8 @@ from modelwire.core.repository import validate_name
 from modelwire.errors import AlreadyExists, InvalidInput, NotFound
 
 __all__ = [
+    "KINDS",
+    "MAX_TEXT_CHARS",
     "DatasetInfo",
     "DatasetStore",
     "Datasets",
@@ -43,11 +48,15 @@ __all__ = [
     "UploadKey",
     "UploadSummary",
     "validate_label",
+    "validate_text",
 ]
 
 T = TypeVar("T")
 
 MAX_LABEL_CHARS = 128
+MAX_TEXT_CHARS = 10_000
+#: What a dataset holds.
+KINDS = ("image", "text")
 MAX_DESCRIPTION_CHARS = 4096
 MAX_KEY_CHARS = 128
 #: How long an upload's idempotency key is remembered.
@@ -89,6 +98,7 @@ class DatasetInfo:
     examples: int = 0
     total_bytes: int = 0
     label_counts: dict[str, int] = field(default_factory=dict)
+    kind: str = "image"
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,30 @@ def validate_label(label: str) -> str:
     return label
 
 
+#: Whitespace a text may hold; every other control character is refused.
+_TEXT_WHITESPACE = frozenset("\t\n\r")
+
+
+def validate_text(text: str) -> str:
+    """A text example is 1-MAX_TEXT_CHARS characters, not only whitespace, without
+    control characters other than tabs and line breaks."""
+    if not text.strip():
+        raise InvalidInput("the text is empty: send some text", field="text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidInput(
+            f"the text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}",
+            field="text",
+        )
+    for offset, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cs") and char not in _TEXT_WHITESPACE:
+            raise InvalidInput(
+                f"the text has the control character U+{ord(char):04X} at {offset}: send "
+                "plain text (tabs and line breaks are fine)",
+                field="text",
+            )
+    return text
+
+
 class DatasetStore:
     def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
         """Image files under `data_dir`; metadata in `data_dir`/modelwire.db, or in the
@@ -125,6 +159,7 @@ class DatasetStore:
         self.database_url = database_url
         self._db = self.open_database()
         self._db.create_schema(_SCHEMA)
+        self._db.ensure_column("datasets", "kind", "TEXT NOT NULL DEFAULT 'image'")
         self._dirty_dirs: set[Path] = set()
 
     def open_database(self) -> Database:
@@ -139,8 +174,10 @@ class DatasetStore:
 
     # -- datasets --------------------------------------------------------------------
 
-    def create(self, name: str, description: str = "") -> DatasetInfo:
+    def create(self, name: str, description: str = "", kind: str = "image") -> DatasetInfo:
         validate_name("dataset", name)
+        if kind not in KINDS:
+            raise InvalidInput(f"kind {kind[:32]!r} is not one of {', '.join(KINDS)}", field="kind")
         if len(description) > MAX_DESCRIPTION_CHARS:
             raise InvalidInput(
                 f"description is longer than {MAX_DESCRIPTION_CHARS} characters",
@@ -149,12 +186,13 @@ class DatasetStore:
         now = time.time()
         try:
             self._db.execute(
-                "INSERT INTO datasets (name, description, created, updated) VALUES (?, ?, ?, ?)",
-                (name, description, now, now),
+                "INSERT INTO datasets (name, description, created, updated, kind) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (name, description, now, now, kind),
             )
         except self._db.integrity_errors:
             raise AlreadyExists(f"dataset {name!r} exists already") from None
-        return DatasetInfo(name, description, now, now)
+        return DatasetInfo(name, description, now, now, kind=kind)
 
     def list(self) -> list[DatasetInfo]:
         rows = self._db.execute("SELECT name FROM datasets ORDER BY name").fetchall()
@@ -164,7 +202,7 @@ class DatasetStore:
     def get(self, name: str) -> DatasetInfo:
         validate_name("dataset", name)
         row = self._db.execute(
-            "SELECT description, created, updated FROM datasets WHERE name = ?", (name,)
+            "SELECT description, created, updated, kind FROM datasets WHERE name = ?", (name,)
         ).fetchone()
         if row is None:
             raise NotFound(f"dataset {name!r} does not exist")
@@ -178,7 +216,9 @@ class DatasetStore:
         (total,) = self._db.execute(
             "SELECT COALESCE(SUM(size), 0) FROM examples WHERE dataset = ?", (name,)
         ).fetchone()
-        return DatasetInfo(name, row[0], row[1], row[2], sum(counts.values()), int(total), counts)
+        return DatasetInfo(
+            name, row[0], row[1], row[2], sum(counts.values()), int(total), counts, row[3]
+        )
 
     def delete(self, name: str) -> None:
         self.get(name)
@@ -317,6 +357,12 @@ class UploadItem:
     image: bytes
     client_id: str = ""
     idempotency_key: str = ""
+    text: str = ""
+
+    @property
+    def data(self) -> bytes:
+        """What is stored: the image, or the text as UTF-8."""
+        return self.text.encode() if self.text else self.image
 
 
 @dataclass(frozen=True)
@@ -396,6 +442,7 @@ class Datasets:
         last_commit = time.monotonic()
         index = -1
         received = 0
+        kind = "image"
 
         last_write: asyncio.Future[tuple[bool, ...]] | None = None
 
@@ -416,7 +463,7 @@ class Datasets:
         try:
             async for item in items:
                 index += 1
-                received += len(item.image)
+                received += len(item.image) + len(item.text)
                 if max_stream_bytes is not None and received > max_stream_bytes:
                     raise InvalidInput(
                         f"a stream may carry at most {max_stream_bytes:,} bytes of images; "
@@ -429,7 +476,7 @@ class Datasets:
                         raise InvalidInput(
                             "the first message must name the dataset", field="dataset"
                         )
-                    await self.run(self.store.get, item.dataset)
+                    kind = (await self.run(self.store.get, item.dataset)).kind
                     dataset = item.dataset
                     if item.idempotency_key:
                         key = UploadKey(validate_key(item.idempotency_key), uuid.uuid4().hex)
@@ -445,13 +492,14 @@ class Datasets:
                         f"{max_examples:,} were processed: upload the rest in another stream",
                         field="image",
                     )
-                reason = await self._problem(item, check_image, max_example_bytes)
+                reason = await self._problem(item, kind, check_image, max_example_bytes)
                 if reason:
                     summary.rejected.append(Rejected(item.client_id, index, reason))
                     self.processed += 1
                     continue
-                batch.append((item.label, item.image))
-                batch_bytes += len(item.image)
+                data = item.data
+                batch.append((item.label, data))
+                batch_bytes += len(data)
                 self.processed += 1
                 if (
                     len(batch) >= self.COMMIT_EVERY
@@ -478,10 +526,20 @@ class Datasets:
 
     @staticmethod
     async def _problem(
-        item: UploadItem, check_image: Callable[[bytes], Awaitable[object]], max_bytes: int
+        item: UploadItem,
+        kind: str,
+        check_image: Callable[[bytes], Awaitable[object]],
+        max_bytes: int,
     ) -> str:
         try:
             validate_label(item.label)
+            if kind == "text":
+                if item.image:
+                    raise InvalidInput("this is a text dataset: send text, not an image")
+                validate_text(item.text)
+                return ""
+            if item.text:
+                raise InvalidInput("this is an image dataset: send an image, not text")
             if len(item.image) > max_bytes:
                 raise InvalidInput(
                     f"image is {len(item.image):,} bytes; the limit is {max_bytes:,}"

@@ -207,3 +207,78 @@ async def cancelled_upload(datasets: Datasets, where: str, point: int) -> bool:
 async def accept_all_bmp(data: bytes) -> None:
     if not data.startswith(b"BM"):
         raise InvalidInput("not a BMP")
+
+
+async def test_a_text_dataset_takes_texts_dedupes_them_and_refuses_images(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    datasets = Datasets(tmp_path, database_url)
+    info = await datasets.run(datasets.store.create, "t", "", "text")
+    assert info.kind == "text"
+    await datasets.run(datasets.store.create, "i")
+    sent = [
+        UploadItem("t", "greeting", b"", text="Hello there!\nHow are you?"),
+        UploadItem("", "greeting", b"", text="Hello there!\nHow are you?"),  # duplicate
+        UploadItem("", "greeting", digit_bytes(1)),
+        UploadItem("", "greeting", b"", text="   \n"),
+        UploadItem("", "greeting", b"", text="bell\x07"),
+        UploadItem("", "greeting", b"", text="x" * 10_001),
+        UploadItem("", "question", b"", text="猫はどこ\tWhere is the cat?"),
+    ]
+
+    async def items(messages: list[UploadItem]) -> AsyncIterator[UploadItem]:
+        for message in messages:
+            yield message
+
+    summary = await datasets.upload(
+        items(sent), accept_all, max_examples=100, max_example_bytes=1 << 20
+    )
+    assert (summary.accepted, summary.duplicates) == (2, 1)
+    reasons = {r.index: r.reason for r in summary.rejected}
+    assert reasons == {
+        2: "this is a text dataset: send text, not an image",
+        3: "the text is empty: send some text",
+        4: "the text has the control character U+0007 at 4: send plain text (tabs and line "
+        "breaks are fine)",
+        5: "the text has 10,001 characters; the limit is 10,000",
+    }
+    stored = await datasets.run(lambda: list(datasets.store.examples("t")))
+    assert [(e.label, e.path.read_text(encoding="utf-8")) for e in stored] == [
+        ("greeting", "Hello there!\nHow are you?"),
+        ("question", "猫はどこ\tWhere is the cat?"),
+    ]
+    text = b"Hello there!\nHow are you?"
+    assert stored[0].sha256 == hashlib.sha256(text).hexdigest()
+    image_summary = await datasets.upload(
+        items([UploadItem("i", "1", b"", text="not a picture")]),
+        accept_all,
+        max_examples=100,
+        max_example_bytes=1 << 20,
+    )
+    assert [r.reason for r in image_summary.rejected] == [
+        "this is an image dataset: send an image, not text"
+    ]
+    with pytest.raises(InvalidInput, match="kind 'audio' is not one of image, text"):
+        await datasets.run(datasets.store.create, "a", "", "audio")
+    await datasets.close()
+
+
+def test_a_store_made_before_dataset_kinds_opens_with_its_datasets_as_images(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "modelwire.db")) as old:
+        old.execute(
+            "CREATE TABLE datasets (name TEXT PRIMARY KEY, description TEXT NOT NULL, "
+            "created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL)"
+        )
+        old.execute("INSERT INTO datasets VALUES ('old', '', 1.0, 1.0)")
+        old.commit()
+    store = DatasetStore(tmp_path)
+    assert store.get("old").kind == "image"
+    assert store.create("new", kind="text").kind == "text"
+    store.close()
+    reopened = DatasetStore(tmp_path)  # the column is added once
+    assert [(d.name, d.kind) for d in reopened.list()] == [("new", "text"), ("old", "image")]
+    reopened.close()

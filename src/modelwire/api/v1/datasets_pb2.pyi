@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -9,8 +10,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DatasetKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATASET_KIND_UNSPECIFIED: _ClassVar[DatasetKind]
+    DATASET_KIND_IMAGE: _ClassVar[DatasetKind]
+    DATASET_KIND_TEXT: _ClassVar[DatasetKind]
+DATASET_KIND_UNSPECIFIED: DatasetKind
+DATASET_KIND_IMAGE: DatasetKind
+DATASET_KIND_TEXT: DatasetKind
+
 class Dataset(_message.Message):
-    __slots__ = ("name", "description", "label_counts", "examples", "total_bytes", "create_time", "update_time")
+    __slots__ = ("name", "description", "label_counts", "examples", "total_bytes", "create_time", "update_time", "kind")
     class LabelCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +35,7 @@ class Dataset(_message.Message):
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     label_counts: _containers.ScalarMap[str, int]
@@ -32,15 +43,18 @@ class Dataset(_message.Message):
     total_bytes: int
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., examples: _Optional[int] = ..., total_bytes: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    kind: DatasetKind
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., examples: _Optional[int] = ..., total_bytes: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[DatasetKind, str]] = ...) -> None: ...
 
 class CreateDatasetRequest(_message.Message):
-    __slots__ = ("name", "description")
+    __slots__ = ("name", "description", "kind")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    kind: DatasetKind
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., kind: _Optional[_Union[DatasetKind, str]] = ...) -> None: ...
 
 class CreateDatasetResponse(_message.Message):
     __slots__ = ("dataset",)
@@ -81,18 +95,20 @@ class DeleteDatasetResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class UploadExamplesRequest(_message.Message):
-    __slots__ = ("dataset", "label", "image", "client_id", "idempotency_key")
+    __slots__ = ("dataset", "label", "image", "client_id", "idempotency_key", "text")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     label: str
     image: bytes
     client_id: str
     idempotency_key: str
-    def __init__(self, dataset: _Optional[str] = ..., label: _Optional[str] = ..., image: _Optional[bytes] = ..., client_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    text: str
+    def __init__(self, dataset: _Optional[str] = ..., label: _Optional[str] = ..., image: _Optional[bytes] = ..., client_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class RejectedExample(_message.Message):
     __slots__ = ("client_id", "index", "reason")
@@ -121,11 +137,13 @@ class ExportExamplesRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ...) -> None: ...
 
 class ExportExamplesResponse(_message.Message):
-    __slots__ = ("label", "image", "sha256")
+    __slots__ = ("label", "image", "sha256", "text")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     label: str
     image: bytes
     sha256: str
-    def __init__(self, label: _Optional[str] = ..., image: _Optional[bytes] = ..., sha256: _Optional[str] = ...) -> None: ...
+    text: str
+    def __init__(self, label: _Optional[str] = ..., image: _Optional[bytes] = ..., sha256: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...

@@ -72,7 +72,8 @@ class DatasetServiceServicer:
     """
 
     def CreateDataset(self, request, context):
-        """Creates an empty dataset. Errors: INVALID_ARGUMENT (bad name), ALREADY_EXISTS.
+        """Creates an empty dataset of images or of texts. Errors: INVALID_ARGUMENT (bad name),
+        ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,9 +102,10 @@ class DatasetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UploadExamples(self, request_iterator, context):
-        """Adds labelled images, streamed by the client. Each image is decoded and checked on
-        arrival; a bad one is listed in `rejected` with its reason and the stream goes on.
-        An image the dataset holds already counts as a duplicate and is stored once.
+        """Adds labelled images (or texts, to a text dataset), streamed by the client. Each is
+        checked on arrival (an image decoded; a text for its length and characters); a bad
+        one is listed in `rejected` with its reason and the stream goes on. An example the
+        dataset holds already (the same bytes) counts as a duplicate and is stored once.
         Every example counted in `accepted` is on disk when the reply is sent. If the
         stream breaks, the examples received whole so far are kept: send them again to
         resume (they come back as duplicates). Errors: NOT_FOUND (no such dataset),

@@ -1,5 +1,5 @@
-"""modelwire.api.v1.DatasetService: datasets of labelled images, uploaded and exported
-over gRPC."""
+"""modelwire.api.v1.DatasetService: datasets of labelled images or texts, uploaded and
+exported over gRPC."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from modelwire.api.v1 import datasets_pb2 as pb
 from modelwire.api.v1 import datasets_pb2_grpc as pb_grpc
 from modelwire.core.datasets import DatasetInfo, Datasets, Example, UploadItem
 from modelwire.core.inference import InferenceEngine
+from modelwire.errors import InvalidInput
 from modelwire.server.status import Context, abort_for, grpc_errors
 
 __all__ = ["SERVICE_NAME", "DatasetServicer"]
@@ -25,8 +26,15 @@ def timestamp(seconds: float) -> Timestamp:
     return stamp
 
 
+#: The store's dataset kinds as the API's enum, and back.
+KINDS = {"image": pb.DATASET_KIND_IMAGE, "text": pb.DATASET_KIND_TEXT}
+_KIND_NAMES = {number: name for name, number in KINDS.items()}
+_KIND_NAMES[pb.DATASET_KIND_UNSPECIFIED] = "image"
+
+
 def dataset_message(info: DatasetInfo) -> pb.Dataset:
     return pb.Dataset(
+        kind=KINDS[info.kind],
         name=info.name,
         description=info.description,
         label_counts=info.label_counts,
@@ -58,7 +66,10 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
     async def CreateDataset(
         self, request: pb.CreateDatasetRequest, context: Context
     ) -> pb.CreateDatasetResponse:
-        info = await self._datasets.run(self._store.create, request.name, request.description)
+        kind = _KIND_NAMES.get(request.kind)
+        if kind is None:
+            raise InvalidInput(f"kind {request.kind} is not a DatasetKind", field="kind")
+        info = await self._datasets.run(self._store.create, request.name, request.description, kind)
         return pb.CreateDatasetResponse(dataset=dataset_message(info))
 
     @grpc_errors
@@ -94,6 +105,7 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
                     message.image,
                     message.client_id,
                     message.idempotency_key,
+                    message.text,
                 )
 
         summary = await self._datasets.upload(
@@ -116,6 +128,7 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
         self, request: pb.ExportExamplesRequest, context: Context
     ) -> AsyncIterator[pb.ExportExamplesResponse]:
         try:
+            kind = (await self._datasets.run(self._store.get, request.dataset)).kind
             examples: list[Example] = await self._datasets.run(
                 functools.partial(list, self._store.examples(request.dataset))
             )
@@ -124,4 +137,11 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
             return
         for example in examples:
             data = await self._datasets.run(example.path.read_bytes)
-            yield pb.ExportExamplesResponse(label=example.label, image=data, sha256=example.sha256)
+            if kind == "text":
+                yield pb.ExportExamplesResponse(
+                    label=example.label, text=data.decode(), sha256=example.sha256
+                )
+            else:
+                yield pb.ExportExamplesResponse(
+                    label=example.label, image=data, sha256=example.sha256
+                )
