@@ -28,8 +28,16 @@ def train(
     dataset: str,
     model: Annotated[str, typer.Option(help="The model the new version belongs to.")],
     architecture: Annotated[
-        str, typer.Option(help="digits-cnn (small grayscale) or small-resnet (colour).")
+        str,
+        typer.Option(
+            help="digits-cnn (small grayscale) or small-resnet (colour) for images; "
+            "text-linear or text-mlp for texts (default with --embedding-model: text-linear)."
+        ),
     ] = "digits-cnn",
+    embedding_model: Annotated[
+        str,
+        typer.Option(help="For a text dataset: the served text-embedding model to learn on."),
+    ] = "",
     input_size: Annotated[
         int, typer.Option(help="Input width and height (default: the architecture's).")
     ] = 0,
@@ -57,6 +65,8 @@ def train(
     architectures = {
         "digits-cnn": pb.ARCHITECTURE_DIGITS_CNN,
         "small-resnet": pb.ARCHITECTURE_SMALL_RESNET,
+        "text-linear": pb.ARCHITECTURE_TEXT_LINEAR,
+        "text-mlp": pb.ARCHITECTURE_TEXT_MLP,
     }
     policies = {
         "if-better": pb.PROMOTE_POLICY_IF_BETTER,
@@ -78,6 +88,7 @@ def train(
         learning_rate=learning_rate,
         validation_fraction=validation_fraction,
         seed=seed,
+        embedding_model=embedding_model,
         promote=policies[promote],
         workers=workers,
     )

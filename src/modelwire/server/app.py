@@ -14,10 +14,11 @@ import asyncio
 import functools
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -35,7 +36,7 @@ from modelwire.core.images import DecodeLimits
 from modelwire.core.inference import InferenceEngine, TimingHook
 from modelwire.core.repository import DEFAULT_REPOSITORY
 from modelwire.core.tokens import TokenStore
-from modelwire.core.training.jobs import TrainingJobs
+from modelwire.core.training.jobs import Embedder, TrainingJobs
 from modelwire.errors import InvalidInput
 from modelwire.metrics import ServerMetrics
 from modelwire.rest.app import build_metrics_app, build_rest_app
@@ -222,6 +223,7 @@ async def build_server(
             settings.data_dir,
             max_running=settings.training_jobs,
             threads=settings.training_threads,
+            embed=_embedder(engine),
         )
     guard = CallGuard(tokens, metrics, tracing)
     server = grpc.aio.server(
@@ -469,3 +471,12 @@ def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] 
     except ImportError:
         raise OSError("--event-loop uvloop needs the uvloop package (the `uvloop` extra)") from None
     return uvloop.new_event_loop
+
+
+def _embedder(engine: InferenceEngine) -> Embedder:
+    """Training's access to the served embedding models: vectors only."""
+
+    async def embed(model: str, texts: Sequence[str]) -> np.ndarray:
+        return (await engine.embed(model, None, texts)).vectors
+
+    return embed

@@ -18,6 +18,14 @@ def test_defaults_and_sizes() -> None:
     assert (digits.channels, digits.polarity, digits.crop_to_content) == (1, "light-on-dark", True)
 
 
+def test_an_embedding_model_makes_a_text_job() -> None:
+    text = JobConfig(dataset="d", model="m", embedding_model="minilm").checked()
+    assert (text.architecture, text.text, text.input_width) == ("text-linear", True, 0)
+    mlp = JobConfig(dataset="d", model="m", embedding_model="e", architecture="text-mlp")
+    assert mlp.checked().architecture == "text-mlp"
+    assert not JobConfig(dataset="d", model="m").checked().text
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -29,6 +37,10 @@ def test_defaults_and_sizes() -> None:
         ({"validation_fraction": 0.9}, "validation_fraction"),
         ({"input_width": 9, "input_height": 9}, "input_width"),
         ({"architecture": "small-resnet", "input_width": 2}, "input_width"),
+        ({"architecture": "text-linear"}, "embedding_model"),
+        ({"architecture": "small-resnet", "embedding_model": "minilm"}, "architecture"),
+        ({"embedding_model": "../up"}, "model"),
+        ({"embedding_model": "minilm", "epochs": 0}, "epochs"),
     ],
 )
 def test_bad_parameters(changes: dict[str, object], field: str) -> None:

@@ -25,45 +25,45 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmodelwire/api/v1/training.proto\x12\x10modelwire.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x02\n\x0eTrainingConfig\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x34\n\x0c\x61rchitecture\x18\x03 \x01(\x0e\x32\x1e.modelwire.api.v1.Architecture\x12\x13\n\x0binput_width\x18\x04 \x01(\x05\x12\x14\n\x0cinput_height\x18\x05 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x06 \x01(\x05\x12\x12\n\nbatch_size\x18\x07 \x01(\x05\x12\x15\n\rlearning_rate\x18\x08 \x01(\x02\x12\x1b\n\x13validation_fraction\x18\t \x01(\x02\x12\x0c\n\x04seed\x18\n \x01(\x03\x12\x30\n\x07promote\x18\x0b \x01(\x0e\x32\x1f.modelwire.api.v1.PromotePolicy\x12\x0f\n\x07workers\x18\x0c \x01(\x05\"g\n\x0c\x45pochMetrics\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x12\n\ntrain_loss\x18\x02 \x01(\x02\x12\x17\n\x0fvalidation_loss\x18\x03 \x01(\x02\x12\x1b\n\x13validation_accuracy\x18\x04 \x01(\x02\"\x9f\x03\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\x06\x63onfig\x18\x02 \x01(\x0b\x32 .modelwire.api.v1.TrainingConfig\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.modelwire.api.v1.JobState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x05\x12\x10\n\x08progress\x18\x06 \x01(\x02\x12\x13\n\x0b\x65ta_seconds\x18\x07 \x01(\x02\x12/\n\x07history\x18\x08 \x03(\x0b\x32\x1e.modelwire.api.v1.EpochMetrics\x12\x0f\n\x07version\x18\t \x01(\x03\x12\x10\n\x08promoted\x18\n \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x14StartTrainingRequest\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .modelwire.api.v1.TrainingConfig\"C\n\x15StartTrainingResponse\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x1d.modelwire.api.v1.TrainingJob\"\"\n\x14WatchTrainingRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x15WatchTrainingResponse\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x1d.modelwire.api.v1.TrainingJob\"#\n\x15\x43\x61ncelTrainingRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x16\x43\x61ncelTrainingResponse\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x1d.modelwire.api.v1.TrainingJob\"\x19\n\x17ListTrainingJobsRequest\"G\n\x18ListTrainingJobsResponse\x12+\n\x04jobs\x18\x01 \x03(\x0b\x32\x1d.modelwire.api.v1.TrainingJob\"#\n\x15GetTrainingJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x16GetTrainingJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x1d.modelwire.api.v1.TrainingJob*h\n\x0c\x41rchitecture\x12\x1c\n\x18\x41RCHITECTURE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41RCHITECTURE_DIGITS_CNN\x10\x01\x12\x1d\n\x19\x41RCHITECTURE_SMALL_RESNET\x10\x02*\x82\x01\n\rPromotePolicy\x12\x1e\n\x1aPROMOTE_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18PROMOTE_POLICY_IF_BETTER\x10\x01\x12\x19\n\x15PROMOTE_POLICY_ALWAYS\x10\x02\x12\x18\n\x14PROMOTE_POLICY_NEVER\x10\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x8c\x04\n\x0fTrainingService\x12`\n\rStartTraining\x12&.modelwire.api.v1.StartTrainingRequest\x1a\'.modelwire.api.v1.StartTrainingResponse\x12\x62\n\rWatchTraining\x12&.modelwire.api.v1.WatchTrainingRequest\x1a\'.modelwire.api.v1.WatchTrainingResponse0\x01\x12\x63\n\x0e\x43\x61ncelTraining\x12\'.modelwire.api.v1.CancelTrainingRequest\x1a(.modelwire.api.v1.CancelTrainingResponse\x12i\n\x10ListTrainingJobs\x12).modelwire.api.v1.ListTrainingJobsRequest\x1a*.modelwire.api.v1.ListTrainingJobsResponse\x12\x63\n\x0eGetTrainingJob\x12\'.modelwire.api.v1.GetTrainingJobRequest\x1a(.modelwire.api.v1.GetTrainingJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmodelwire/api/v1/training.proto\x12\x10modelwire.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x02\n\x0eTrainingConfig\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x34\n\x0c\x61rchitecture\x18\x03 \x01(\x0e\x32\x1e.modelwire.api.v1.Architecture\x12\x13\n\x0binput_width\x18\x04 \x01(\x05\x12\x14\n\x0cinput_height\x18\x05 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x06 \x01(\x05\x12\x12\n\nbatch_size\x18\x07 \x01(\x05\x12\x15\n\rlearning_rate\x18\x08 \x01(\x02\x12\x1b\n\x13validation_fraction\x18\t \x01(\x02\x12\x0c\n\x04seed\x18\n \x01(\x03\x12\x30\n\x07promote\x18\x0b \x01(\x0e\x32\x1f.modelwire.api.v1.PromotePolicy\x12\x0f\n\x07workers\x18\x0c \x01(\x05\x12\x17\n\x0f\x65mbedding_model\x18\r \x01(\t\"g\n\x0c\x45pochMetrics\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x12\n\ntrain_loss\x18\x02 \x01(\x02\x12\x17\n\x0fvalidation_loss\x18\x03 \x01(\x02\x12\x1b\n\x13validation_accuracy\x18\x04 \x01(\x02\"\x9f\x03\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x30\n\x06\x63onfig\x18\x02 \x01(\x0b\x32 .modelwire.api.v1.TrainingConfig\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.modelwire.api.v1.JobState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x05\x12\x10\n\x08progress\x18\x06 \x01(\x02\x12\x13\n\x0b\x65ta_seconds\x18\x07 \x01(\x02\x12/\n\x07history\x18\x08 \x03(\x0b\x32\x1e.modelwire.api.v1.EpochMetrics\x12\x0f\n\x07version\x18\t \x01(\x03\x12\x10\n\x08promoted\x18\n \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x14StartTrainingRequest\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32 .modelwire.api.v1.TrainingConfig\"C\n\x15StartTrainingResponse\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x1d.modelwire.api.v1.TrainingJob\"\"\n\x14WatchTrainingRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x15WatchTrainingResponse\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x1d.modelwire.api.v1.TrainingJob\"#\n\x15\x43\x61ncelTrainingRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x16\x43\x61ncelTrainingResponse\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x1d.modelwire.api.v1.TrainingJob\"\x19\n\x17ListTrainingJobsRequest\"G\n\x18ListTrainingJobsResponse\x12+\n\x04jobs\x18\x01 \x03(\x0b\x32\x1d.modelwire.api.v1.TrainingJob\"#\n\x15GetTrainingJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x16GetTrainingJobResponse\x12*\n\x03job\x18\x01 \x01(\x0b\x32\x1d.modelwire.api.v1.TrainingJob*\xa1\x01\n\x0c\x41rchitecture\x12\x1c\n\x18\x41RCHITECTURE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41RCHITECTURE_DIGITS_CNN\x10\x01\x12\x1d\n\x19\x41RCHITECTURE_SMALL_RESNET\x10\x02\x12\x1c\n\x18\x41RCHITECTURE_TEXT_LINEAR\x10\x03\x12\x19\n\x15\x41RCHITECTURE_TEXT_MLP\x10\x04*\x82\x01\n\rPromotePolicy\x12\x1e\n\x1aPROMOTE_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18PROMOTE_POLICY_IF_BETTER\x10\x01\x12\x19\n\x15PROMOTE_POLICY_ALWAYS\x10\x02\x12\x18\n\x14PROMOTE_POLICY_NEVER\x10\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x8c\x04\n\x0fTrainingService\x12`\n\rStartTraining\x12&.modelwire.api.v1.StartTrainingRequest\x1a\'.modelwire.api.v1.StartTrainingResponse\x12\x62\n\rWatchTraining\x12&.modelwire.api.v1.WatchTrainingRequest\x1a\'.modelwire.api.v1.WatchTrainingResponse0\x01\x12\x63\n\x0e\x43\x61ncelTraining\x12\'.modelwire.api.v1.CancelTrainingRequest\x1a(.modelwire.api.v1.CancelTrainingResponse\x12i\n\x10ListTrainingJobs\x12).modelwire.api.v1.ListTrainingJobsRequest\x1a*.modelwire.api.v1.ListTrainingJobsResponse\x12\x63\n\x0eGetTrainingJob\x12\'.modelwire.api.v1.GetTrainingJobRequest\x1a(.modelwire.api.v1.GetTrainingJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelwire.api.v1.training_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ARCHITECTURE']._serialized_start=1488
-  _globals['_ARCHITECTURE']._serialized_end=1592
-  _globals['_PROMOTEPOLICY']._serialized_start=1595
-  _globals['_PROMOTEPOLICY']._serialized_end=1725
-  _globals['_JOBSTATE']._serialized_start=1728
-  _globals['_JOBSTATE']._serialized_end=1882
+  _globals['_ARCHITECTURE']._serialized_start=1514
+  _globals['_ARCHITECTURE']._serialized_end=1675
+  _globals['_PROMOTEPOLICY']._serialized_start=1678
+  _globals['_PROMOTEPOLICY']._serialized_end=1808
+  _globals['_JOBSTATE']._serialized_start=1811
+  _globals['_JOBSTATE']._serialized_end=1965
   _globals['_TRAININGCONFIG']._serialized_start=87
-  _globals['_TRAININGCONFIG']._serialized_end=401
-  _globals['_EPOCHMETRICS']._serialized_start=403
-  _globals['_EPOCHMETRICS']._serialized_end=506
-  _globals['_TRAININGJOB']._serialized_start=509
-  _globals['_TRAININGJOB']._serialized_end=924
-  _globals['_STARTTRAININGREQUEST']._serialized_start=926
-  _globals['_STARTTRAININGREQUEST']._serialized_end=998
-  _globals['_STARTTRAININGRESPONSE']._serialized_start=1000
-  _globals['_STARTTRAININGRESPONSE']._serialized_end=1067
-  _globals['_WATCHTRAININGREQUEST']._serialized_start=1069
-  _globals['_WATCHTRAININGREQUEST']._serialized_end=1103
-  _globals['_WATCHTRAININGRESPONSE']._serialized_start=1105
-  _globals['_WATCHTRAININGRESPONSE']._serialized_end=1172
-  _globals['_CANCELTRAININGREQUEST']._serialized_start=1174
-  _globals['_CANCELTRAININGREQUEST']._serialized_end=1209
-  _globals['_CANCELTRAININGRESPONSE']._serialized_start=1211
-  _globals['_CANCELTRAININGRESPONSE']._serialized_end=1279
-  _globals['_LISTTRAININGJOBSREQUEST']._serialized_start=1281
-  _globals['_LISTTRAININGJOBSREQUEST']._serialized_end=1306
-  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_start=1308
-  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_end=1379
-  _globals['_GETTRAININGJOBREQUEST']._serialized_start=1381
-  _globals['_GETTRAININGJOBREQUEST']._serialized_end=1416
-  _globals['_GETTRAININGJOBRESPONSE']._serialized_start=1418
-  _globals['_GETTRAININGJOBRESPONSE']._serialized_end=1486
-  _globals['_TRAININGSERVICE']._serialized_start=1885
-  _globals['_TRAININGSERVICE']._serialized_end=2409
+  _globals['_TRAININGCONFIG']._serialized_end=426
+  _globals['_EPOCHMETRICS']._serialized_start=428
+  _globals['_EPOCHMETRICS']._serialized_end=531
+  _globals['_TRAININGJOB']._serialized_start=534
+  _globals['_TRAININGJOB']._serialized_end=949
+  _globals['_STARTTRAININGREQUEST']._serialized_start=951
+  _globals['_STARTTRAININGREQUEST']._serialized_end=1023
+  _globals['_STARTTRAININGRESPONSE']._serialized_start=1025
+  _globals['_STARTTRAININGRESPONSE']._serialized_end=1092
+  _globals['_WATCHTRAININGREQUEST']._serialized_start=1094
+  _globals['_WATCHTRAININGREQUEST']._serialized_end=1128
+  _globals['_WATCHTRAININGRESPONSE']._serialized_start=1130
+  _globals['_WATCHTRAININGRESPONSE']._serialized_end=1197
+  _globals['_CANCELTRAININGREQUEST']._serialized_start=1199
+  _globals['_CANCELTRAININGREQUEST']._serialized_end=1234
+  _globals['_CANCELTRAININGRESPONSE']._serialized_start=1236
+  _globals['_CANCELTRAININGRESPONSE']._serialized_end=1304
+  _globals['_LISTTRAININGJOBSREQUEST']._serialized_start=1306
+  _globals['_LISTTRAININGJOBSREQUEST']._serialized_end=1331
+  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_start=1333
+  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_end=1404
+  _globals['_GETTRAININGJOBREQUEST']._serialized_start=1406
+  _globals['_GETTRAININGJOBREQUEST']._serialized_end=1441
+  _globals['_GETTRAININGJOBRESPONSE']._serialized_start=1443
+  _globals['_GETTRAININGJOBRESPONSE']._serialized_end=1511
+  _globals['_TRAININGSERVICE']._serialized_start=1968
+  _globals['_TRAININGSERVICE']._serialized_end=2492
 # @@protoc_insertion_point(module_scope)

@@ -15,6 +15,8 @@ class Architecture(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ARCHITECTURE_UNSPECIFIED: _ClassVar[Architecture]
     ARCHITECTURE_DIGITS_CNN: _ClassVar[Architecture]
     ARCHITECTURE_SMALL_RESNET: _ClassVar[Architecture]
+    ARCHITECTURE_TEXT_LINEAR: _ClassVar[Architecture]
+    ARCHITECTURE_TEXT_MLP: _ClassVar[Architecture]
 
 class PromotePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -34,6 +36,8 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 ARCHITECTURE_UNSPECIFIED: Architecture
 ARCHITECTURE_DIGITS_CNN: Architecture
 ARCHITECTURE_SMALL_RESNET: Architecture
+ARCHITECTURE_TEXT_LINEAR: Architecture
+ARCHITECTURE_TEXT_MLP: Architecture
 PROMOTE_POLICY_UNSPECIFIED: PromotePolicy
 PROMOTE_POLICY_IF_BETTER: PromotePolicy
 PROMOTE_POLICY_ALWAYS: PromotePolicy
@@ -46,7 +50,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class TrainingConfig(_message.Message):
-    __slots__ = ("dataset", "model", "architecture", "input_width", "input_height", "epochs", "batch_size", "learning_rate", "validation_fraction", "seed", "promote", "workers")
+    __slots__ = ("dataset", "model", "architecture", "input_width", "input_height", "epochs", "batch_size", "learning_rate", "validation_fraction", "seed", "promote", "workers", "embedding_model")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +63,7 @@ class TrainingConfig(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     model: str
     architecture: Architecture
@@ -71,7 +76,8 @@ class TrainingConfig(_message.Message):
     seed: int
     promote: PromotePolicy
     workers: int
-    def __init__(self, dataset: _Optional[str] = ..., model: _Optional[str] = ..., architecture: _Optional[_Union[Architecture, str]] = ..., input_width: _Optional[int] = ..., input_height: _Optional[int] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., validation_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., promote: _Optional[_Union[PromotePolicy, str]] = ..., workers: _Optional[int] = ...) -> None: ...
+    embedding_model: str
+    def __init__(self, dataset: _Optional[str] = ..., model: _Optional[str] = ..., architecture: _Optional[_Union[Architecture, str]] = ..., input_width: _Optional[int] = ..., input_height: _Optional[int] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., validation_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., promote: _Optional[_Union[PromotePolicy, str]] = ..., workers: _Optional[int] = ..., embedding_model: _Optional[str] = ...) -> None: ...
 
 class EpochMetrics(_message.Message):
     __slots__ = ("epoch", "train_loss", "validation_loss", "validation_accuracy")

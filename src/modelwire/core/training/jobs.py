@@ -28,21 +28,29 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomli_w
 
-from modelwire.core.datasets import Datasets, DatasetStore
+from modelwire.core.datasets import Datasets, DatasetStore, Example
 from modelwire.core.models import ModelManager
 from modelwire.core.repository import ModelConfig, find_models, read_model_folder
+from modelwire.core.tasks.text_embedding import TextEmbeddingTask
 from modelwire.core.training.spec import JobConfig, TrainerSpec, check_dataset, input_config
 from modelwire.errors import FailedPrecondition, InvalidInput, ModelwireError, NotFound
 
 __all__ = ["EpochRecord", "Job", "JobState", "TrainingJobs", "count_jobs"]
+
+#: Embeds texts through a served text-embedding model: (model, texts) → [texts, width].
+Embedder = Callable[[str, Sequence[str]], Awaitable[np.ndarray]]
+
+#: Texts embedded per call while a text job prepares its vectors.
+EMBED_BATCH = 64
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +157,11 @@ class TrainingJobs:
         *,
         max_running: int = 1,
         threads: int = 1,
+        embed: Embedder | None = None,
     ) -> None:
         self._datasets = datasets
         self._models = models
+        self._embed = embed
         self._models_dir = data_dir / "models"
         #: Where jobs keep their files while they run.
         self.work_dir = data_dir / "jobs"
@@ -178,10 +188,13 @@ class TrainingJobs:
         *,
         max_running: int = 1,
         threads: int = 1,
+        embed: Embedder | None = None,
     ) -> TrainingJobs:
         """Load the persisted jobs that no live server owns: RUNNING ones were
-        interrupted, QUEUED ones run here."""
-        jobs = cls(datasets, models, data_dir, max_running=max_running, threads=threads)
+        interrupted, QUEUED ones run here. `embed` computes a text job's vectors."""
+        jobs = cls(
+            datasets, models, data_dir, max_running=max_running, threads=threads, embed=embed
+        )
         await datasets.run(jobs._db.create_schema, _SCHEMA)
         await jobs._adopt_orphans()
         jobs._runners.append(asyncio.create_task(jobs._maintain()))
@@ -241,13 +254,26 @@ class TrainingJobs:
     async def start(self, config: JobConfig) -> Job:
         config = config.checked()
         info = await self._datasets.run(self._datasets.store.get, config.dataset)
+        if info.kind == "text" and not config.text:
+            raise FailedPrecondition(
+                f"dataset {config.dataset!r} holds texts: name the text-embedding model "
+                "whose vectors the classifier learns from (embedding_model)"
+            )
+        if info.kind != "text" and config.text:
+            raise FailedPrecondition(
+                f"dataset {config.dataset!r} holds images; {config.architecture} learns "
+                "from texts' vectors"
+            )
         check_dataset(info.label_counts, config.validation_fraction)
+        if config.text:
+            self._check_embedding_model(config.embedding_model)
+        task = "text-classification" if config.text else "image-classification"
         if config.model in self._models.names():
             folder = self._models.status(config.model).folder
-            if folder is not None and folder.config.task != "image-classification":
+            if folder is not None and folder.config.task != task:
                 raise FailedPrecondition(
-                    f"training makes image classifiers; model {config.model!r} is a "
-                    f"{folder.config.task} model: train under another name"
+                    f"this job makes a {task} model; model {config.model!r} has the task "
+                    f"{folder.config.task}: train under another name"
                 )
         for module in ("torch", "onnxscript"):
             if importlib.util.find_spec(module) is None:
@@ -263,6 +289,19 @@ class TrainingJobs:
         self._queue.put_nowait(job.id)
         log.info("training job %s queued: %s on %s", job.id, config.model, config.dataset)
         return job.snapshot()
+
+    def _check_embedding_model(self, name: str) -> None:
+        if self._embed is None:
+            raise FailedPrecondition("this server cannot embed texts for training")
+        try:
+            served = self._models.resolve(name)
+        except ModelwireError as error:
+            raise FailedPrecondition(f"the embedding model cannot serve: {error.message}") from None
+        if not isinstance(served.task, TextEmbeddingTask):
+            raise FailedPrecondition(
+                f"model {name!r} is not a text-embedding model (its task is "
+                f"{served.task.name})"
+            )
 
     async def cancel(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
@@ -341,11 +380,16 @@ class TrainingJobs:
             {label: sum(e.label == label for e in examples) for label in labels},
             config.validation_fraction,
         )
+        vectors = None
+        if config.text:
+            vectors = work / "vectors.npy"
+            np.save(vectors, await self._vectors(config.embedding_model, examples))
         spec = TrainerSpec(
             examples=[(example.path, example.label) for example in examples],
             labels=labels,
             architecture=config.architecture,
-            input=input_config(config),
+            input=None if config.text else input_config(config),
+            vectors=vectors,
             epochs=config.epochs,
             batch_size=config.batch_size,
             learning_rate=config.learning_rate,
@@ -368,10 +412,24 @@ class TrainingJobs:
             await self._finish(job, JobState.FAILED, errors)
             return
         (output / "labels.txt").write_text("".join(f"{label}\n" for label in labels))
-        version_config = {"input": spec.input.model_dump(exclude_none=True)}
-        (output / "model.toml").write_text(tomli_w.dumps(version_config))
+        if spec.input is not None:
+            version_config = {"input": spec.input.model_dump(exclude_none=True)}
+            (output / "model.toml").write_text(tomli_w.dumps(version_config))
         job.version, job.promoted = await self._publish(config, output)
         await self._finish(job, JobState.SUCCEEDED, "")
+
+    async def _vectors(self, model: str, examples: Sequence[Example]) -> np.ndarray:
+        """The examples' texts embedded by `model` (through its batcher, so serving
+        goes on between the chunks)."""
+        assert self._embed is not None  # checked when the job started
+        chunks = []
+        for start in range(0, len(examples), EMBED_BATCH):
+            part = examples[start : start + EMBED_BATCH]
+            texts = await self._datasets.run(
+                lambda part=part: [e.path.read_text(encoding="utf-8") for e in part]
+            )
+            chunks.append(await self._embed(model, texts))
+        return np.concatenate(chunks)
 
     async def _train(self, job: Job, spec_path: Path) -> str | None:
         """Run the trainer; None on success, else why it failed. Several workers run
@@ -432,7 +490,7 @@ class TrainingJobs:
 
     def _place(self, config: JobConfig, output: Path) -> tuple[int, bool]:
         folder = self._models_dir / config.model
-        self._adopt(folder, config.model)
+        self._adopt(folder, config.model, config.text)
         versions = [int(p.name) for p in folder.iterdir() if p.name.isascii() and p.name.isdigit()]
         version = max(versions, default=0) + 1
         accuracy = json.loads((output / "metrics.json").read_text())["validation_accuracy"]
@@ -445,16 +503,25 @@ class TrainingJobs:
             or (config.promote == "if-better" and accuracy > _accuracy(folder / str(current)))
         )
         output.rename(folder / str(version))
-        _write_model_toml(folder, input_config(config), version if promote else current)
+        default = version if promote else current
+        if config.text:
+            _write_text_model_toml(folder, config.embedding_model, default)
+        else:
+            _write_model_toml(folder, input_config(config), default)
         return version, promote
 
-    def _adopt(self, folder: Path, name: str) -> None:
+    def _adopt(self, folder: Path, name: str, text: bool = False) -> None:
         """Before the first trained version of a model another repository serves (the
         built-in digits, say), copy that model's versions over, so they keep serving
         beside the new one from the data directory, which takes the model's place."""
         if folder.exists():
             return
         elsewhere = find_models(self._repositories_after_data_dir()).get(name)
+        if elsewhere is not None and text:
+            raise FailedPrecondition(
+                f"model {name!r} is served from {elsewhere.parent}: train the text "
+                "classifier under another name"
+            )
         staging = folder.with_name(f".adopt-{name}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -665,6 +732,30 @@ def _write_model_toml(
             key=lambda p: int(p.name),
         )
         shutil.copy2(newest / "labels.txt", folder / "labels.txt")
+    temporary = folder / ".model.toml.tmp"
+    temporary.write_text(tomli_w.dumps(config))
+    temporary.replace(folder / "model.toml")
+
+
+def _write_text_model_toml(folder: Path, embedding_model: str, default: int | None) -> None:
+    """The model-level model.toml of a trained text classifier; replaced in one rename.
+    Its labels are the newest version's (each version has its own labels.txt)."""
+    config: dict[str, Any] = {
+        "name": folder.name,
+        "task": "text-classification",
+        "description": f"trained by modelwire on {embedding_model}'s embeddings",
+        "labels_file": "labels.txt",
+        "embedding": {"model": embedding_model},
+        "output": {"name": "logits", "kind": "logits"},
+        "version_policy": {"all": True},
+    }
+    if default is not None:
+        config["default_version"] = default
+    newest = max(
+        (p for p in folder.iterdir() if p.name.isascii() and p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
+    shutil.copy2(newest / "labels.txt", folder / "labels.txt")
     temporary = folder / ".model.toml.tmp"
     temporary.write_text(tomli_w.dumps(config))
     temporary.replace(folder / "model.toml")

@@ -17,6 +17,7 @@ from modelwire.errors import FailedPrecondition, InvalidInput
 
 __all__ = [
     "ARCHITECTURES",
+    "TEXT_ARCHITECTURES",
     "JobConfig",
     "TrainerSpec",
     "check_dataset",
@@ -25,11 +26,13 @@ __all__ = [
     "split_counts",
 ]
 
-Architecture = Literal["digits-cnn", "small-resnet"]
+Architecture = Literal["digits-cnn", "small-resnet", "text-linear", "text-mlp"]
 Promote = Literal["if-better", "always", "never"]
 
-#: Each architecture's default input (width = height) and channels.
+#: Each image architecture's default input (width = height) and channels.
 ARCHITECTURES: dict[str, tuple[int, int]] = {"digits-cnn": (8, 1), "small-resnet": (32, 3)}
+#: Heads over a text-embedding model's vectors, and their hidden layer (0: none).
+TEXT_ARCHITECTURES: dict[str, int] = {"text-linear": 0, "text-mlp": 256}
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,38 @@ class JobConfig:
     seed: int = 0
     promote: Promote = "if-better"
     workers: int = 1
+    #: For a text dataset: the text-embedding model whose vectors the head learns from.
+    embedding_model: str = ""
+
+    @property
+    def text(self) -> bool:
+        return self.architecture in TEXT_ARCHITECTURES
 
     def checked(self) -> JobConfig:
         """This config with the architecture's default size, or InvalidInput naming the
-        parameter that is out of range."""
+        parameter that is out of range. With an embedding model, the architecture left
+        at its default (digits-cnn) becomes text-linear."""
         validate_name("dataset", self.dataset)
         validate_name("model", self.model)
+        if self.embedding_model:
+            validate_name("model", self.embedding_model)
+            if self.architecture == "digits-cnn":
+                return dataclasses.replace(self, architecture="text-linear").checked()
+            if not self.text:
+                raise InvalidInput(
+                    f"{self.architecture} trains on images; a job with an embedding model "
+                    f"trains one of {', '.join(TEXT_ARCHITECTURES)}",
+                    field="architecture",
+                )
+        elif self.text:
+            raise InvalidInput(
+                f"{self.architecture} learns from a text-embedding model's vectors: name "
+                "the model (embedding_model)",
+                field="embedding_model",
+            )
+        if self.text:
+            self._check_common()
+            return dataclasses.replace(self, input_width=0, input_height=0)
         size, _ = ARCHITECTURES[self.architecture]
         width, height = self.input_width or size, self.input_height or size
         if self.architecture == "digits-cnn" and (width != height or width % 2 or width > 64):
@@ -63,6 +92,14 @@ class JobConfig:
         for name, value, low, high in (
             ("input_width", width, 4, 512),
             ("input_height", height, 4, 512),
+        ):
+            if not low <= value <= high:
+                raise InvalidInput(f"{name} must be {low}-{high}, got {value}", field=name)
+        self._check_common()
+        return dataclasses.replace(self, input_width=width, input_height=height)
+
+    def _check_common(self) -> None:
+        for name, value, low, high in (
             ("epochs", self.epochs, 1, 1000),
             ("batch_size", self.batch_size, 1, 4096),
             ("workers", self.workers, 1, 64),
@@ -80,7 +117,6 @@ class JobConfig:
                 f"{self.workers} workers cannot share batches of {self.batch_size}",
                 field="workers",
             )
-        return dataclasses.replace(self, input_width=width, input_height=height)
 
 
 def held_out(count: int, fraction: float) -> int:
@@ -140,12 +176,14 @@ def input_config(config: JobConfig) -> InputConfig:
 
 
 class TrainerSpec(BaseModel):
-    """Everything the trainer process reads (as JSON): examples as (file, label)."""
+    """Everything the trainer process reads (as JSON): examples as (file, label); for a
+    text head, `vectors` is a .npy file of their embeddings [examples, width], in order."""
 
     examples: list[tuple[Path, str]]
     labels: list[str]
     architecture: Architecture
-    input: InputConfig
+    input: InputConfig | None = None
+    vectors: Path | None = None
     epochs: int
     batch_size: int
     learning_rate: float

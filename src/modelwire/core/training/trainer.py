@@ -3,7 +3,8 @@
     python -m modelwire.core.training.trainer SPEC.json
 
 Reads a `TrainerSpec`, decodes and preprocesses every example with the very code the
-server classifies with (so training and serving see the same tensors), trains with Adam
+server classifies with (so training and serving see the same tensors) — or, for a text
+classifier's head, reads the embeddings the server computed — trains with Adam
 on a stratified split, and writes `model.onnx` (dynamic batch axis) and `metrics.json`
 into the spec's output folder. Progress goes to stdout as one JSON object per line:
 {"event": "started", ...}, {"event": "epoch", ...} per epoch, {"event": "done", ...}.
@@ -34,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from modelwire.core.images import decode, reduce, tensor_batch
 from modelwire.core.training.architectures import DigitsCNN, small_resnet
 from modelwire.core.training.export import export_onnx
-from modelwire.core.training.spec import TrainerSpec, held_out
+from modelwire.core.training.spec import TEXT_ARCHITECTURES, TrainerSpec, held_out
 
 CHUNK = 256  # images decoded and preprocessed at a time
 
@@ -44,15 +45,21 @@ def emit(event: str, **fields: object) -> None:
 
 
 def load(spec: TrainerSpec) -> tuple[np.ndarray, np.ndarray]:
-    preprocessing = spec.input.preprocessing()
     index = {label: i for i, label in enumerate(spec.labels)}
+    labels = np.array([index[label] for _, label in spec.examples], dtype=np.int64)
+    if spec.vectors is not None:
+        vectors = np.load(spec.vectors).astype(np.float32, copy=False)
+        if vectors.shape[0] != len(labels):
+            sys.exit(f"{len(vectors)} embeddings for {len(labels)} examples")
+        return vectors, labels
+    assert spec.input is not None  # an image job
+    preprocessing = spec.input.preprocessing()
     tensors = []
     for start in range(0, len(spec.examples), CHUNK):
         chunk = spec.examples[start : start + CHUNK]
         # Each picture reduced as soon as it is decoded: a chunk holds only small ones.
         images = [reduce(decode(path.read_bytes()), preprocessing) for path, _ in chunk]
         tensors.append(tensor_batch(images, preprocessing))
-    labels = np.array([index[label] for _, label in spec.examples], dtype=np.int64)
     return np.concatenate(tensors), labels
 
 
@@ -72,8 +79,15 @@ def stratified_split(
     return np.array(train), np.array(validation)
 
 
-def build(spec: TrainerSpec) -> nn.Module:
-    classes, channels = len(spec.labels), spec.input.channels
+def build(spec: TrainerSpec, inputs: np.ndarray) -> nn.Module:
+    classes = len(spec.labels)
+    if spec.architecture in TEXT_ARCHITECTURES:
+        width, hidden = inputs.shape[1], TEXT_ARCHITECTURES[spec.architecture]
+        if not hidden:
+            return nn.Linear(width, classes)
+        return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    assert spec.input is not None  # an image job
+    channels = spec.input.channels
     if spec.architecture == "digits-cnn":
         return DigitsCNN(classes, size=spec.input.width, in_channels=channels)
     return small_resnet(classes, in_channels=channels)
@@ -142,7 +156,7 @@ def train(spec: TrainerSpec) -> None:
     if world.leader:
         emit("started", train=len(y_train), validation=len(y_val), labels=len(spec.labels))
 
-    network = build(spec)
+    network = build(spec, tensors)
     model = world.wrap(network)
     optimiser = torch.optim.Adam(model.parameters(), lr=spec.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=spec.epochs)
@@ -187,8 +201,11 @@ def train(spec: TrainerSpec) -> None:
         return
 
     network.eval()
-    shape = (spec.input.channels, spec.input.height, spec.input.width)
-    export_onnx(network, spec.output / "model.onnx", shape)
+    if spec.input is None:  # a text head: embeddings in
+        export_onnx(network, spec.output / "model.onnx", tensors.shape[1:], input_name="embedding")
+    else:
+        shape = (spec.input.channels, spec.input.height, spec.input.width)
+        export_onnx(network, spec.output / "model.onnx", shape)
     metrics = {
         "validation_accuracy": accuracy,
         "validation_loss": validation_loss,

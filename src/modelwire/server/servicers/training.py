@@ -19,10 +19,14 @@ _ARCHITECTURES = {
     pb.ARCHITECTURE_UNSPECIFIED: "digits-cnn",
     pb.ARCHITECTURE_DIGITS_CNN: "digits-cnn",
     pb.ARCHITECTURE_SMALL_RESNET: "small-resnet",
+    pb.ARCHITECTURE_TEXT_LINEAR: "text-linear",
+    pb.ARCHITECTURE_TEXT_MLP: "text-mlp",
 }
 _ARCHITECTURE_ENUMS = {
     "digits-cnn": pb.ARCHITECTURE_DIGITS_CNN,
     "small-resnet": pb.ARCHITECTURE_SMALL_RESNET,
+    "text-linear": pb.ARCHITECTURE_TEXT_LINEAR,
+    "text-mlp": pb.ARCHITECTURE_TEXT_MLP,
 }
 _PROMOTE = {
     pb.PROMOTE_POLICY_UNSPECIFIED: "if-better",
@@ -60,6 +64,7 @@ def job_config(message: pb.TrainingConfig) -> JobConfig:
         seed=message.seed,
         promote=_PROMOTE.get(message.promote, "if-better"),  # type: ignore[arg-type]
         workers=message.workers or defaults.workers,
+        embedding_model=message.embedding_model,
     )
 
 
@@ -80,6 +85,7 @@ def job_message(job: Job) -> pb.TrainingJob:
             seed=config.seed,
             promote=_PROMOTE_ENUMS[config.promote],
             workers=config.workers,
+            embedding_model=config.embedding_model,
         ),
         state=_STATES[job.state],
         reason=job.reason,
