@@ -91,7 +91,7 @@ async def test_every_rpc_needs_the_right_token(
 ) -> None:
     server, _ = secured
     by_role = tokens[1]
-    assert len(METHODS) == 29  # every method of every modelwire service
+    assert len(METHODS) == 33  # every method of every modelwire service
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         for method in METHODS:
             full = f"/{method.containing_service.full_name}/{method.name}"
@@ -158,6 +158,9 @@ async def test_rest_routes_need_the_right_token(
     image = {"content": digit_bytes(4), "headers": {"content-type": "image/png"}}
     routes: list[tuple[str, str, dict[str, Any], str]] = [
         ("POST", "/v1/models/digits:classify", image, "infer"),
+        ("POST", "/v1/models/digits:embed", {"json": {"texts": ["x"]}}, "infer"),
+        ("POST", "/v1/models/digits:classify-text", {"json": {"texts": ["x"]}}, "infer"),
+        ("POST", "/v1/embeddings", {"json": {"model": "digits", "input": "x"}}, "infer"),
         ("GET", "/v2", {}, "infer"),
         ("GET", "/v2/models/digits", {}, "infer"),
         ("GET", "/v2/models/digits/ready", {}, "infer"),
