@@ -299,8 +299,7 @@ class TrainingJobs:
             raise FailedPrecondition(f"the embedding model cannot serve: {error.message}") from None
         if not isinstance(served.task, TextEmbeddingTask):
             raise FailedPrecondition(
-                f"model {name!r} is not a text-embedding model (its task is "
-                f"{served.task.name})"
+                f"model {name!r} is not a text-embedding model (its task is {served.task.name})"
             )
 
     async def cancel(self, job_id: str) -> Job:
