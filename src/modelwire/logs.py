@@ -3,7 +3,8 @@
 Lines are formatted and written by a thread of their own: the access log writes a line
 per call, and formatting it and writing it to stderr on the event loop cost each call a
 syscall and a few microseconds that the loop does not need to spend. The thread wakes
-every `FLUSH_EVERY_S` (at once for a warning or an error) and writes whatever has
+every `FLUSH_EVERY_S` for the access log's lines (at once for any other line, and for
+warnings and errors) and writes whatever has
 queued up in one go, up to a pipe's atomic write (the stdlib's QueueListener would
 wake, write and flush line by line: a wake-up and a syscall per call). The queue is
 flushed when the process exits.
@@ -88,10 +89,14 @@ class _Handoff(logging.Handler):
 #: the lines of several worker processes sharing stderr never interleave mid-line.
 _WRITE_BYTES = 4096
 
-#: How long an info line may wait to be written. Waking the writer for every line costs
-#: the loop a futex wake and the GIL a hand-over per call: a tenth of a small call's
-#: server CPU time, measured. Warnings and errors wake it at once.
+#: How long an access log line may wait to be written. Waking the writer for every
+#: call's line costs the loop a futex wake and the GIL a hand-over per call: a tenth of
+#: a small call's server CPU time, measured. Every other line (start-up, model loads,
+#: warnings) wakes it at once.
 FLUSH_EVERY_S = 0.05
+
+#: The logger whose lines wait for the next flush.
+_BATCHED = "modelwire.access"
 
 
 class _Writer:
@@ -112,7 +117,7 @@ class _Writer:
     def add(self, record: logging.LogRecord | None) -> None:
         """Queue a record (None: stop once the queue is written). deque.append is atomic."""
         self.records.append(record)
-        if record is None or record.levelno >= logging.WARNING:
+        if record is None or record.levelno >= logging.WARNING or record.name != _BATCHED:
             self._wake.set()
 
     def _write(self) -> None:

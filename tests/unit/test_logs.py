@@ -121,12 +121,12 @@ class _Signalling(_Recording):
         return count
 
 
-def test_info_lines_wait_for_the_next_flush_and_a_warning_writes_them_at_once() -> None:
+def test_access_lines_wait_for_the_next_flush_and_other_lines_write_them_at_once() -> None:
     stream = _Signalling()
     writer = _Writer(TextFormatter(), stream, flush_every_s=3600)
     for number in range(10):
         writer.add(_record(number))
-    assert not stream.written.wait(0.2)  # info lines alone do not wake the writer
+    assert not stream.written.wait(0.2)  # access lines alone do not wake the writer
     warning = _record(10)
     warning.levelno, warning.levelname = logging.WARNING, "WARNING"
     writer.add(warning)
@@ -134,6 +134,11 @@ def test_info_lines_wait_for_the_next_flush_and_a_warning_writes_them_at_once() 
     lines = stream.getvalue().splitlines()
     assert [line.rsplit(" ", 1)[1] for line in lines] == [str(n) for n in range(11)]
     assert "WARNING" in lines[-1]
+    stream.written.clear()
+    started = logging.LogRecord("modelwire.server", logging.INFO, "", 0, "serving", (), None)
+    writer.add(started)  # a start-up line: at once, whatever its level
+    assert stream.written.wait(30)
+    assert stream.getvalue().endswith(" serving\n")
     writer.stop()
 
 
