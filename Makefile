@@ -18,7 +18,7 @@ $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 
 # Runtime + dev tools + the train extra (PyTorch) that the training-script test needs.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,train,bench]'
+	$(BIN)/pip install -q -e '.[dev,train,bench,speech,ocr]'
 	touch $@ $(VENV)/.serve-installed
 
 # buf and the Node.js example's libraries, where npm exists. Under CI=true a missing npm
@@ -56,6 +56,8 @@ bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	$(BIN)/python benchmarks/inference_throughput.py
 	$(BIN)/python benchmarks/grpc_vs_rest.py
 	$(BIN)/python benchmarks/text_embedding.py
+	$(BIN)/python benchmarks/speech.py
+	$(BIN)/python benchmarks/ocr.py
 	$(BIN)/python benchmarks/data_and_training.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/plane_regression.py

@@ -212,15 +212,60 @@ def text_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repository
 
 
-@pytest.fixture(scope="module")
-def text_serve(text_repository: Path) -> Iterator[ServeProcess]:
-    """`modelwire serve` with MiniLM and the REST gateway."""
+def _serving(repository: Path) -> Iterator[ServeProcess]:
+    """`modelwire serve` with `repository`, digits and the REST gateway, until the end."""
     serve = start_serve(
         "--host", "127.0.0.1", "--port", "0", "--rest-port", "0",
-        "--model-repository", str(text_repository),
+        "--model-repository", str(repository),
     )  # fmt: skip
     yield serve
     stop_serve(serve)
+
+
+@pytest.fixture(scope="module")
+def text_serve(text_repository: Path) -> Iterator[ServeProcess]:
+    """`modelwire serve` with MiniLM and the REST gateway."""
+    yield from _serving(text_repository)
+
+
+@pytest.fixture(scope="session")
+def speech_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository with PocketSphinx's US-English model (tests.speech_models):
+    `pocketsphinx-en-us` (2 decoders), `pocketsphinx-one` (1 decoder) and
+    `pocketsphinx-brief` (1 decoder, streams ended after 1 s without a message)."""
+    from tests.speech_models import import_pocketsphinx, speech_variant
+
+    repository = tmp_path_factory.mktemp("speech-models")
+    model = import_pocketsphinx(repository)
+    speech_variant(repository, model, "pocketsphinx-one", decoders=1)
+    speech_variant(repository, model, "pocketsphinx-brief", decoders=1, idle_timeout_s=1.0)
+    return repository
+
+
+@pytest.fixture(scope="module")
+def speech_serve(speech_repository: Path) -> Iterator[ServeProcess]:
+    """`modelwire serve` with the speech models, digits and the REST gateway."""
+    yield from _serving(speech_repository)
+
+
+@pytest.fixture(scope="session")
+def ocr_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository with the PP-OCR models (tests.ocr_models): the pipeline `ocr`
+    over `ocr-det`, `ocr-cls` and `ocr-rec`; `ocr-50`, reading at most 50 lines; and
+    `ocr-broken`, whose recogniser is not served."""
+    from tests.ocr_models import import_rapidocr, ocr_variant
+
+    repository = tmp_path_factory.mktemp("ocr-models")
+    import_rapidocr(repository)
+    ocr_variant(repository, "ocr-50", max_lines=50)
+    ocr_variant(repository, "ocr-broken", recognizer="no-such-model")
+    return repository
+
+
+@pytest.fixture(scope="module")
+def ocr_serve(ocr_repository: Path) -> Iterator[ServeProcess]:
+    """`modelwire serve` with the OCR models, digits and the REST gateway."""
+    yield from _serving(ocr_repository)
 
 
 @pytest.fixture(scope="session")

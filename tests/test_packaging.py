@@ -34,15 +34,24 @@ def test_wheel_ships_protos_default_model_and_types(tmp_path: Path) -> None:
 
 def test_exported_names() -> None:
     assert modelwire.client.__all__ == [
+        "END_UTTERANCE",
         "AsyncClient",
+        "AudioInput",
+        "Chunk",
         "ClassScore",
         "ClassificationResult",
         "Client",
+        "DetectedObject",
+        "Detections",
         "EmbeddingResult",
         "Example",
         "ImageInput",
         "Tensors",
         "TextExample",
+        "TextLine",
+        "TextReading",
+        "TranscriptResult",
+        "WordTiming",
     ]
     for name in modelwire.errors.__all__:
         exported = getattr(modelwire.errors, name)

@@ -545,12 +545,16 @@ def _add_command_groups() -> None:
     from modelwire.cli.data import data_app
     from modelwire.cli.importing import import_app
     from modelwire.cli.infer import infer
+    from modelwire.cli.speech import transcribe
     from modelwire.cli.tokens import tokens_app
     from modelwire.cli.training import jobs_app, train
+    from modelwire.cli.vision import read_text
 
     app.add_typer(data_app, name="data")
     app.command()(infer)
     app.command()(train)
+    app.command()(transcribe)
+    app.command("read-text")(read_text)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(certs_app, name="certs")
     app.add_typer(tokens_app, name="tokens")

@@ -18,16 +18,33 @@ from modelwire.client._common import (
     Tensors,
     TextExample,
 )
+from modelwire.client._speech import (
+    END_UTTERANCE,
+    AudioInput,
+    Chunk,
+    TranscriptResult,
+    WordTiming,
+)
 from modelwire.client._sync import Client
+from modelwire.client._vision import DetectedObject, Detections, TextLine, TextReading
 
 __all__ = [
+    "END_UTTERANCE",
     "AsyncClient",
+    "AudioInput",
+    "Chunk",
     "ClassScore",
     "ClassificationResult",
     "Client",
+    "DetectedObject",
+    "Detections",
     "EmbeddingResult",
     "Example",
     "ImageInput",
     "Tensors",
     "TextExample",
+    "TextLine",
+    "TextReading",
+    "TranscriptResult",
+    "WordTiming",
 ]

@@ -149,11 +149,11 @@ def stream_outcome(
     reply: inference_pb2.ClassifyStreamResponse,
 ) -> ClassificationResult | ModelwireError:
     if reply.HasField("error"):
-        return _stream_error(reply.error)
+        return stream_error(reply.error)
     return result(reply.response)
 
 
-def _stream_error(error: inference_pb2.StreamError) -> ModelwireError:
+def stream_error(error: inference_pb2.StreamError) -> ModelwireError:
     code = _CODES_BY_NUMBER.get(error.code, grpc.StatusCode.UNKNOWN)
     return _ERRORS.get(code, ModelwireError)(error.message, status=code.name)
 
@@ -196,7 +196,7 @@ def text_stream_outcome(
     reply: inference_pb2.ClassifyTextStreamResponse,
 ) -> list[ClassificationResult] | ModelwireError:
     if reply.HasField("error"):
-        return _stream_error(reply.error)
+        return stream_error(reply.error)
     return text_results(reply.response)
 
 
@@ -241,7 +241,7 @@ def embed_stream_outcome(
     reply: inference_pb2.EmbedStreamResponse,
 ) -> EmbeddingResult | ModelwireError:
     if reply.HasField("error"):
-        return _stream_error(reply.error)
+        return stream_error(reply.error)
     return embedding_result(reply.response)
 
 

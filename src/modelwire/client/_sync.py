@@ -15,8 +15,10 @@ from modelwire.api.v1 import (
     inference_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    speech_pb2_grpc,
     training_pb2,
     training_pb2_grpc,
+    vision_pb2_grpc,
 )
 from modelwire.client._channel import Connection, PemInput
 from modelwire.client._common import (
@@ -43,6 +45,26 @@ from modelwire.client._common import (
     text_stream_outcome,
     translate,
     upload_requests,
+)
+from modelwire.client._speech import (
+    AudioInput,
+    Chunk,
+    TranscriptResult,
+    transcribe_request,
+    transcript_result,
+)
+from modelwire.client._speech import (
+    stream_requests as speech_stream_requests,
+)
+from modelwire.client._vision import (
+    Detections,
+    TextReading,
+    detect_request,
+    detections,
+    read_text_request,
+    read_text_stream_requests,
+    reading,
+    reading_outcome,
 )
 from modelwire.errors import InvalidInput, ModelwireError
 
@@ -79,6 +101,8 @@ class Client:
         connection = Connection(target, ca, cert, key, token, tls, balance, connections)
         self._channel = connection.channel()
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        self._speech = speech_pb2_grpc.SpeechServiceStub(self._channel)
+        self._vision = vision_pb2_grpc.VisionServiceStub(self._channel)
         self._oip = oip_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
@@ -155,6 +179,111 @@ class Client:
                 yield text_stream_outcome(reply)
         except grpc.RpcError as error:
             raise translate(error, self.target) from None
+
+    def transcribe(
+        self,
+        audio: AudioInput,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        grammar: str | None = None,
+        phrases: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> TranscriptResult:
+        """The transcript of an audio file (bytes or a path: WAV, FLAC, OGG or MP3) by a
+        speech-recognition model. `grammar` (JSGF) or `phrases` (each utterance is one
+        of them) tell the model what to expect."""
+        request = transcribe_request(audio, model, version, grammar, phrases)
+        try:
+            reply = self._speech.Transcribe(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return transcript_result(reply.model, reply.version, reply.transcript)
+
+    def transcribe_stream(
+        self,
+        chunks: Iterable[Chunk],
+        *,
+        sample_rate: int,
+        encoding: str = "s16le",
+        channels: int = 1,
+        model: str | None = None,
+        version: int | None = None,
+        grammar: str | None = None,
+        phrases: Sequence[str] | None = None,
+    ) -> Iterator[TranscriptResult]:
+        """Transcribe raw PCM chunks as they come (`encoding` "s16le" or "f32le",
+        interleaved `channels`); `END_UTTERANCE` between chunks ends an utterance, and
+        the end of `chunks` ends the last. Yields partial hypotheses as they change
+        (`final` False) and each utterance's final transcript."""
+        requests = speech_stream_requests(
+            chunks,
+            sample_rate,
+            encoding,
+            channels,
+            model,
+            version,
+            grammar,
+            phrases,
+        )
+        try:
+            for reply in self._speech.TranscribeStream(requests):
+                yield transcript_result(
+                    reply.model, reply.version, reply.transcript, reply.final, reply.utterance
+                )
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+
+    def read_text(
+        self,
+        image: ImageInput,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        timeout: float | None = None,
+    ) -> TextReading:
+        """The text lines of a picture (bytes or a path) read by an OCR pipeline, in
+        reading order, each with its box and confidence."""
+        request = read_text_request(image, model, version)
+        try:
+            reply = self._vision.ReadText(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return reading(reply)
+
+    def read_text_stream(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> Iterator[TextReading | ModelwireError]:
+        """Read many pictures over one stream; one outcome per picture, in order: its
+        text, or the error for that picture alone."""
+        requests = read_text_stream_requests(images, model, version)
+        try:
+            for reply in self._vision.ReadTextStream(requests):
+                yield reading_outcome(reply)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+
+    def detect(
+        self,
+        image: ImageInput,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        score_threshold: float = 0.0,
+        max_detections: int = 0,
+        timeout: float | None = None,
+    ) -> Detections:
+        """The objects an object-detection model finds in a picture, best first."""
+        request = detect_request(image, model, version, score_threshold, max_detections)
+        try:
+            reply = self._vision.Detect(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+        return detections(reply)
 
     def embed(
         self,

@@ -18,14 +18,31 @@ from typing import TypeVar
 
 import numpy as np
 
+from modelwire.core.audio import PcmFormat
+from modelwire.core.backends.pocketsphinx import SpeechContext
 from modelwire.core.batching import BatchObserver, Timing
 from modelwire.core.images import DEFAULT_LIMITS, DecodeLimits, decode
 from modelwire.core.models import ModelManager, ServedVersion
+from modelwire.core.speech import (
+    Transcription,
+    TranscriptionStream,
+    lend_recognition,
+    settle,
+    transcribe_samples,
+)
 from modelwire.core.tasks import Item, item_key, item_rows
 from modelwire.core.tasks.image_classification import ImageClassificationTask
+from modelwire.core.tasks.object_detection import (
+    MAX_DETECTIONS,
+    ObjectDetectionTask,
+    check_request,
+)
+from modelwire.core.tasks.ocr import OcrTask
+from modelwire.core.tasks.speech_recognition import SpeechRecognitionTask
 from modelwire.core.tasks.text_classification import TextClassificationTask
 from modelwire.core.tasks.text_embedding import EMBEDDING, TEXT, TOKENS, TextEmbeddingTask
 from modelwire.core.tensors import NamedTensors, check_tensors
+from modelwire.core.vision import Detections, Reading, Run, find_boxes, read_lines
 from modelwire.errors import InvalidInput, NotFound, NotReady
 
 __all__ = ["ClassScore", "Classification", "Embeddings", "InferenceEngine", "TensorResult"]
@@ -213,6 +230,140 @@ class InferenceEngine:
         outputs = result.outputs
         return Embeddings(served.model, served.version, outputs[EMBEDDING], outputs[TOKENS])
 
+    async def transcribe(
+        self, model: str, version: int | None, audio: bytes, context: SpeechContext
+    ) -> Transcription:
+        """The transcript of one audio file by a speech-recognition model. The file is
+        decoded once a decoder is lent, so decoding runs at most `decoders` at a time."""
+        served, task = self._speech(model, version)
+        context.check()
+        loop = asyncio.get_running_loop()
+        with served.use():
+            recognition = await lend_recognition(task.backend, context, self._executor)
+            try:
+                samples = await settle(loop.run_in_executor(self._executor, task.decode, audio))
+                transcript = await settle(
+                    loop.run_in_executor(self._executor, transcribe_samples, recognition, samples)
+                )
+            finally:
+                await settle(loop.run_in_executor(self._executor, recognition.close))
+        return Transcription(served.model, served.version, transcript)
+
+    async def open_transcription(
+        self, model: str, version: int | None, fmt: PcmFormat, context: SpeechContext
+    ) -> TranscriptionStream:
+        """A stream of utterances on one decoder of a speech-recognition model; the
+        caller closes it, and the version stays in use (and loaded) until then."""
+        served, task = self._speech(model, version)
+        context.check()
+        fmt.check(task.backend.limits)
+        served.__enter__()
+        try:
+            recognition = await lend_recognition(task.backend, context, self._executor)
+        except BaseException:
+            served.__exit__()
+            raise
+        try:
+            return TranscriptionStream(served, task, fmt, recognition, self._executor)
+        except BaseException:
+            recognition.close()
+            served.__exit__()
+            raise
+
+    async def detect(
+        self,
+        model: str,
+        version: int | None,
+        image: bytes,
+        score_threshold: float = 0.0,
+        max_detections: int = 0,
+    ) -> Detections:
+        """The objects an object-detection model finds in an encoded picture, best
+        first; `max_detections` 0 means the model's `max_candidates`."""
+        self._check_open()
+        served = self.models.resolve(model, version)
+        task = served.task
+        if not isinstance(task, ObjectDetectionTask):
+            raise InvalidInput(
+                f"model {served.model!r} is a {task.name} model, not an object detector",
+                field="model",
+            )
+        most = max_detections or min(task.config.max_candidates, MAX_DETECTIONS)
+        check_request(score_threshold, most)
+        with served.use():
+            prepared, found = await find_boxes(task, self._single(served), image, self._executor)
+        found_here = task.detections(found, prepared, score_threshold, most)
+        return Detections(served.model, served.version, tuple(found_here))
+
+    async def read_text(self, model: str, version: int | None, image: bytes) -> Reading:
+        """The text lines an OCR pipeline reads in an encoded picture, in reading order."""
+        self._check_open()
+        served = self.models.resolve(model, version)
+        task = served.task
+        if not isinstance(task, OcrTask):
+            raise InvalidInput(
+                f"model {served.model!r} is a {task.name} model, not an OCR pipeline",
+                field="model",
+            )
+        config = task.config
+        with served.use():
+            detector = self._part(served.model, config.detector)
+            if not isinstance(detector.task, ObjectDetectionTask):
+                raise NotReady(
+                    f"model {served.model!r} cannot serve: its detector {config.detector!r} is "
+                    "not an object-detection model"
+                )
+            classifier = self._part(served.model, config.classifier) if config.classifier else None
+            recognizer = self._part(served.model, config.recognizer)
+            lines = await read_lines(
+                task,
+                detector.task,
+                self._single(detector),
+                self._single(classifier) if classifier is not None else None,
+                self._single(recognizer),
+                image,
+                self._executor,
+            )
+        return Reading(served.model, served.version, tuple(lines))
+
+    def _part(self, pipeline: str, model: str) -> ServedVersion:
+        try:
+            return self.models.resolve(model, None)
+        except NotFound as missing:
+            raise NotReady(
+                f"model {pipeline!r} cannot serve: its model {model!r} is not served "
+                f"({missing.message})"
+            ) from None
+
+    def _single(self, served: ServedVersion) -> Run:
+        """`served` as a function of its one input tensor to its first output."""
+        inputs, outputs = served.task.inputs, served.task.outputs
+        if len(inputs) != 1 or not outputs:
+            raise NotReady(
+                f"model {served.model!r} cannot be a step here: it takes {len(inputs)} inputs "
+                f"(one is needed) and gives {len(outputs)} outputs"
+            )
+        (spec,), output = inputs, outputs[0].name
+
+        async def run(tensor: np.ndarray) -> np.ndarray:
+            result = await self.infer(served, [{spec.name: tensor}])
+            return result.outputs[output]
+
+        return run
+
+    def _speech(
+        self, model: str, version: int | None
+    ) -> tuple[ServedVersion, SpeechRecognitionTask]:
+        self._check_open()
+        served = self.models.resolve(model, version)
+        task = served.task
+        if not isinstance(task, SpeechRecognitionTask):
+            raise InvalidInput(
+                f"model {served.model!r} is a {task.name} model, not a speech-recognition model",
+                field="model",
+            )
+        return served, task
+
     async def infer(
         self, served: ServedVersion, items: Sequence[Item], *, checked: bool = False
     ) -> TensorResult:
@@ -224,6 +375,10 @@ class InferenceEngine:
         text classifier takes its texts through its embedding model first."""
         self._check_open()
         task = served.opened.task if served.opened is not None else None
+        if isinstance(task, OcrTask):
+            raise InvalidInput(
+                f"model {served.model!r} reads text in pictures: call ReadText", field="model"
+            )
         if isinstance(task, TextClassificationTask):
             (tensors,) = items
             if not checked:

@@ -266,16 +266,16 @@ class ModelManager:
         if model is None or not model.step_models:
             return ""
         assert model.folder is not None  # it has step models
-        for step in model.folder.config.steps:
-            other = self._models.get(step.model)
+        for part, version in model.folder.config.parts:
+            other = self._models.get(part)
             ready = {v.version for v in other.ready_versions()} if other else set()
-            if step.model in seen or not ready:
-                return f"step model {step.model!r} is not served"
-            if step.version is not None and step.version not in ready:
-                return f"step model {step.model!r} version {step.version} is not served"
-            deeper = self._missing_step(step.model, seen | {name})
+            if part in seen or not ready:
+                return f"step model {part!r} is not served"
+            if version is not None and version not in ready:
+                return f"step model {part!r} version {version} is not served"
+            deeper = self._missing_step(part, seen | {name})
             if deeper:
-                return f"step model {step.model!r} cannot serve: {deeper}"
+                return f"step model {part!r} cannot serve: {deeper}"
         return ""
 
     def _head_problem(self, task: object) -> str:

@@ -170,6 +170,12 @@ def request_items(tensors: Sequence[InputTensor], served: ServedVersion) -> list
     checked against the model's input of its name; for an image model, a BYTES tensor
     [N] of encoded images gives N items."""
     specs = {spec.name: spec for spec in served.task.inputs}
+    if not specs:
+        raise InvalidInput(
+            f"model {served.model!r} is a {served.task.name} model, which takes no tensors: "
+            "call it with its own API (an OCR pipeline with ReadText)",
+            field="model",
+        )
     if served.task.name == "image-classification" and len(tensors) == 1:
         tensor = tensors[0]
         if tensor.datatype == "BYTES" and tensor.name in specs:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from modelwire.core.backends import Backend
 from modelwire.core.backends.onnx import OnnxBackend
+from modelwire.core.backends.pocketsphinx import PocketSphinxBackend
 from modelwire.core.backends.python import PythonBackend
 from modelwire.core.images import DecodeLimits
 from modelwire.core.pipelines import PLATFORM as PIPELINE
@@ -17,6 +18,9 @@ from modelwire.core.pipelines import Pipeline
 from modelwire.core.repository import ModelSource
 from modelwire.core.tasks import Task
 from modelwire.core.tasks.image_classification import ImageClassificationTask
+from modelwire.core.tasks.object_detection import ObjectDetectionTask
+from modelwire.core.tasks.ocr import OcrTask
+from modelwire.core.tasks.speech_recognition import SpeechRecognitionTask
 from modelwire.core.tasks.tensor import TensorTask
 from modelwire.core.tasks.text_classification import TextClassificationTask
 from modelwire.core.tasks.text_embedding import TextEmbeddingTask
@@ -64,8 +68,13 @@ def open_version(source: ModelSource, options: OpenOptions) -> Opened:
     if config.task == "pipeline":
         pipeline = Pipeline(source)
         return Opened(pipeline, None, PIPELINE, "pipeline", source.labels)
+    if config.task == "ocr":
+        return Opened(OcrTask(source), None, PIPELINE, "pipeline", ())
     backend: Backend
     fallback = ""
+    if config.backend == "pocketsphinx":
+        speech = PocketSphinxBackend(source)
+        return Opened(SpeechRecognitionTask(speech), speech, speech.info.platform, "CPU", ())
     if config.backend == "python":
         backend = PythonBackend(source, allowed=options.allow_python_models)
     else:
@@ -75,6 +84,8 @@ def open_version(source: ModelSource, options: OpenOptions) -> Opened:
     task: Task
     if config.task == "image-classification":
         task = ImageClassificationTask(source, info, options.limits)
+    elif config.task == "object-detection":
+        task = ObjectDetectionTask(source, info, options.limits)
     elif config.task == "text-embedding":
         task = TextEmbeddingTask(source, backend)
     elif config.task == "text-classification":

@@ -29,13 +29,16 @@ __all__ = [
     "DEFAULT_MODEL_DIR",
     "DEFAULT_REPOSITORY",
     "BatchingConfig",
+    "DetectionConfig",
     "EmbeddingConfig",
     "InputConfig",
     "ModelConfig",
     "ModelFolder",
     "ModelSource",
+    "OcrConfig",
     "OutputConfig",
     "RuntimeConfig",
+    "SpeechConfig",
     "StepConfig",
     "TensorConfig",
     "TextConfig",
@@ -259,10 +262,79 @@ class EmbeddingConfig(_Strict):
     version: int | None = Field(None, ge=1, description="None: the model's default")
 
 
+class SpeechConfig(_Strict):
+    """The [speech] table of a speech-recognition model: its PocketSphinx files (in the
+    version folder) and its limits."""
+
+    sample_rate: int = Field(16_000, ge=8_000, le=48_000, description="The model's rate")
+    acoustic_model: str = Field("acoustic-model", description="The acoustic model's folder")
+    dictionary: str = Field("dictionary.dict", description="The pronunciation dictionary")
+    language_model: str = Field("language-model.lm.bin", description="The n-gram model")
+    decoders: int = Field(
+        2, ge=1, le=64, description="Utterances decoded at once (each holds the model)"
+    )
+    max_seconds: float = Field(
+        300.0, gt=0, le=86_400, description="The longest file or utterance taken"
+    )
+    idle_timeout_s: float = Field(
+        30.0, gt=0, le=86_400, description="A stream that sends nothing this long is ended"
+    )
+
+
+class DetectionConfig(_Strict):
+    """The [detection] table of an object-detection model: how a picture becomes its
+    input and its output becomes boxes. `method = "db"`: the output is a probability map
+    of text pixels (Differentiable Binarization), turned into one box per region."""
+
+    method: Literal["db"] = "db"
+    limit_side: int = Field(
+        736, ge=32, le=4096, description="Pictures whose shorter side is below this are enlarged"
+    )
+    max_side: int = Field(2000, ge=32, le=8192, description="Larger pictures are reduced first")
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    threshold: float = Field(0.3, gt=0, lt=1, description="A pixel is text above this")
+    box_threshold: float = Field(0.5, ge=0, le=1, description="A box's mean probability floor")
+    unclip_ratio: float = Field(1.6, gt=0, le=10, description="How far a region's box grows")
+    dilate: bool = Field(True, description="Dilate the text mask by one pixel first")
+    max_candidates: int = Field(1000, ge=1, le=100_000, description="Regions examined per picture")
+    iou_threshold: float = Field(0.5, gt=0, le=1, description="Non-maximum suppression's overlap")
+
+
+class OcrConfig(_Strict):
+    """The [ocr] table of a text-reading pipeline: its three served models and how
+    their answers combine."""
+
+    detector: str = Field(description="A served object-detection model (method db)")
+    classifier: str | None = Field(None, description="A served 0/180 degree line classifier")
+    recognizer: str = Field(description="A served CTC line recogniser")
+    characters_file: str = Field(
+        "characters.txt", description="The recogniser's characters, one per line, in order"
+    )
+    line_height: int = Field(48, ge=8, le=512, description="The recogniser's input height")
+    line_width: int = Field(320, ge=8, le=8192, description="Its narrowest input width")
+    classifier_size: tuple[int, int] = Field(
+        (48, 192), description="The classifier's height, width"
+    )
+    rotate_threshold: float = Field(0.9, ge=0, le=1, description="Turn a line above this score")
+    text_threshold: float = Field(0.5, ge=0, le=1, description="Lines below this are dropped")
+    batch_size: int = Field(6, ge=1, le=1024, description="Lines per recogniser batch")
+    max_lines: int = Field(
+        500, ge=1, le=100_000, description="Lines read per picture, the most likely first"
+    )
+
+
 Task = Literal[
-    "image-classification", "text-embedding", "text-classification", "tensor", "pipeline"
+    "image-classification",
+    "text-embedding",
+    "text-classification",
+    "speech-recognition",
+    "object-detection",
+    "ocr",
+    "tensor",
+    "pipeline",
 ]
-Backend = Literal["onnx", "python"]
+Backend = Literal["onnx", "python", "pocketsphinx"]
 
 
 class ModelConfig(_Strict):
@@ -270,7 +342,10 @@ class ModelConfig(_Strict):
 
     name: str | None = Field(None, description="Must equal the folder name when given")
     task: Task = "image-classification"
-    backend: Backend = Field("onnx", description="onnx: <version>/model.onnx; python: model.py")
+    backend: Backend = Field(
+        "onnx",
+        description="onnx: <version>/model.onnx; python: model.py; pocketsphinx: [speech]",
+    )
     description: str = ""
     labels_file: str = "labels.txt"
     default_version: int | None = Field(None, ge=1)
@@ -280,6 +355,9 @@ class ModelConfig(_Strict):
     embedding: EmbeddingConfig | None = Field(
         None, description="A text classifier's embedding model"
     )
+    speech: SpeechConfig | None = Field(None, description="A speech model's files and limits")
+    detection: DetectionConfig | None = Field(None, description="How a detector's boxes are made")
+    ocr: OcrConfig | None = Field(None, description="A text-reading pipeline's models")
     inputs: tuple[TensorConfig, ...] = ()
     outputs: tuple[TensorConfig, ...] = ()
     steps: tuple[StepConfig, ...] = ()
@@ -291,6 +369,21 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _task_needs(self) -> ModelConfig:
+        if (self.task == "speech-recognition") != (self.backend == "pocketsphinx"):
+            raise ValueError('task = "speech-recognition" goes with backend = "pocketsphinx"')
+        if self.task == "speech-recognition" and self.speech is None:
+            raise ValueError("a speech-recognition model needs a [speech] table")
+        for table, task in (
+            ("speech", "speech-recognition"),
+            ("detection", "object-detection"),
+            ("ocr", "ocr"),
+        ):
+            if getattr(self, table) is not None and self.task != task:
+                raise ValueError(f'a [{table}] table belongs to task = "{task}"')
+        if self.task == "object-detection" and self.detection is None:
+            raise ValueError("an object-detection model needs a [detection] table")
+        if self.task == "ocr" and self.ocr is None:
+            raise ValueError("an ocr model needs an [ocr] table")
         if self.task == "image-classification" and self.input is None:
             raise ValueError("an image-classification model needs an [input] table")
         if self.task == "pipeline" and not self.steps:
@@ -318,12 +411,26 @@ class ModelConfig(_Strict):
         return self
 
     @property
+    def parts(self) -> list[tuple[str, int | None]]:
+        """The served models (and versions, None for the default) this one runs: a
+        pipeline's steps, an OCR pipeline's detector, classifier and recogniser."""
+        if self.ocr is not None:
+            names = [self.ocr.detector, self.ocr.classifier, self.ocr.recognizer]
+            return [(name, None) for name in names if name is not None]
+        return [(step.model, step.version) for step in self.steps]
+
+    @property
     def step_models(self) -> list[str]:
-        return sorted({step.model for step in self.steps})
+        return sorted({model for model, _ in self.parts})
 
     @property
     def needs_labels(self) -> bool:
-        return self.task in ("image-classification", "text-classification")
+        return self.task in ("image-classification", "text-classification", "object-detection")
+
+    @property
+    def versionless(self) -> bool:
+        """Whether the model is its folder alone (version 1): its parts are other models."""
+        return self.task in ("pipeline", "ocr")
 
     @property
     def batch_size_given(self) -> bool:
@@ -383,7 +490,7 @@ class ModelFolder:
 
     def source(self, version: int) -> ModelSource:
         config, labels = self.overrides.get(version, (self.config, self.labels))
-        folder = self.path if config.task == "pipeline" else self.path / str(version)
+        folder = self.path if config.versionless else self.path / str(version)
         return ModelSource(self.name, config, labels, version, folder)
 
 
@@ -400,11 +507,15 @@ def read_model_folder(folder: Path) -> ModelFolder:
     labels_path = folder / config.labels_file
     if config.needs_labels or labels_path.is_file():
         labels = _read_labels(labels_path, folder, f"{name}/{config.labels_file}")
-    if config.task == "pipeline":
+    if config.versionless:
         return ModelFolder(name, folder, config, labels, (1,))
     if config.backend == "python":
         available = [v for v in _version_numbers(folder) if _has_python(folder, v)]
         wanted = "<n>/ with model.py in it or in the model folder"
+    elif config.backend == "pocketsphinx" and config.speech is not None:
+        model_dir = config.speech.acoustic_model
+        available = [v for v in _version_numbers(folder) if (folder / str(v) / model_dir).is_dir()]
+        wanted = f"<n>/{model_dir}/"
     else:
         available = [
             v for v in _version_numbers(folder) if (folder / str(v) / "model.onnx").is_file()

@@ -17,12 +17,14 @@ from modelwire.rest.classify import ClassifyRequest, classify_router
 from modelwire.rest.errors import install_error_handlers
 from modelwire.rest.middleware import CallMiddleware
 from modelwire.rest.oip import InferenceRequest, oip_router
+from modelwire.rest.speech import speech_router
 from modelwire.rest.text import (
     ClassifyTextRequest,
     EmbedRequest,
     OpenAIEmbeddingsRequest,
     text_router,
 )
+from modelwire.rest.vision import DetectRequest, ReadTextRequest, vision_router
 
 __all__ = ["build_metrics_app", "build_rest_app"]
 
@@ -35,6 +37,9 @@ HTTP/JSON beside modelwire's gRPC API, over the same models and batchers.
 - `POST /v1/models/{name}:classify`: send a picture, get ranked classes.
 - `POST /v1/models/{name}:embed`: send texts, get one vector per text.
 - `POST /v1/models/{name}:classify-text`: send texts, get ranked classes per text.
+- `POST /v1/models/{name}:transcribe`: send an audio file, get its transcript.
+- `POST /v1/models/{name}:read-text`: send a picture, get its text lines.
+- `POST /v1/models/{name}:detect`: send a picture, get the objects in it.
 - `POST /v1/embeddings`: the OpenAI embeddings API, for OpenAI's clients.
 - `/v2/...`: the Open Inference Protocol (KServe v2) REST API, with the binary tensor
   data, classification and model repository extensions.
@@ -51,6 +56,8 @@ _BODY_MODELS: tuple[type[BaseModel], ...] = (
     EmbedRequest,
     ClassifyTextRequest,
     OpenAIEmbeddingsRequest,
+    ReadTextRequest,
+    DetectRequest,
 )
 
 
@@ -68,6 +75,8 @@ def build_rest_app(
     app.include_router(classify_router(engine, max_body_bytes))
     app.include_router(oip_router(engine, max_body_bytes))
     app.include_router(text_router(engine, max_body_bytes))
+    app.include_router(speech_router(engine, max_body_bytes))
+    app.include_router(vision_router(engine, max_body_bytes))
     if metrics is not None:
         _add_metrics_route(app, metrics, refresh)
     app.add_middleware(CallMiddleware, tokens=tokens, metrics=metrics)

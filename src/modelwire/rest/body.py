@@ -14,7 +14,7 @@ from starlette.requests import Request
 from modelwire.errors import InvalidInput, TooLarge
 from modelwire.rest.errors import describe_problems
 
-__all__ = ["OFF_LOOP_BYTES", "off_loop", "parse_json", "read_body"]
+__all__ = ["OFF_LOOP_BYTES", "is_json_image", "off_loop", "parse_json", "read_body"]
 
 #: Bodies at least this big are parsed in a worker thread, not on the event loop.
 OFF_LOOP_BYTES = 64 * 1024
@@ -80,3 +80,18 @@ def parse_json(model: type[M], data: bytes, what: str) -> M:
         raise InvalidInput(
             f"invalid {what}: {describe_problems(error.errors())}", field="body"
         ) from None
+
+
+def is_json_image(request: Request) -> bool:
+    """Whether a picture route's body is JSON (True) or the picture itself (False);
+    InvalidInput for any other Content-Type."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return True
+    if content_type.startswith("image/") or content_type == "application/octet-stream":
+        return False
+    raise InvalidInput(
+        f"Content-Type {content_type[:64]!r} is not accepted: send the image with image/* "
+        "(or application/octet-stream), or JSON with application/json",
+        field="body",
+    )

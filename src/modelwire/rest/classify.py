@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from modelwire.core.inference import MAX_TOP_K, Classification, InferenceEngine
 from modelwire.errors import InvalidInput
-from modelwire.rest.body import off_loop, parse_json, read_body
+from modelwire.rest.body import is_json_image, off_loop, parse_json, read_body
 
-__all__ = ["ClassifyRequest", "ClassifyResponse", "classify_router"]
+__all__ = ["ClassifyRequest", "ClassifyResponse", "classify_router", "decode_b64"]
 
 
 class ClassifyRequest(BaseModel):
@@ -54,17 +54,9 @@ def classify_router(engine: InferenceEngine, max_body_bytes: int) -> APIRouter:
         request: Request, name: str, version: int | None, top_k: int
     ) -> ClassifyResponse:
         body = await read_body(request, max_body_bytes)
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "application/json":
+        image = body
+        if is_json_image(request):
             image, top_k = await off_loop(len(body), lambda: _json_image(body))
-        elif content_type.startswith("image/") or content_type == "application/octet-stream":
-            image = body
-        else:
-            raise InvalidInput(
-                f"Content-Type {content_type[:64]!r} is not accepted: send the image with "
-                "image/* (or application/octet-stream), or JSON with application/json",
-                field="body",
-            )
         return _response(await engine.classify(image, name, version, top_k))
 
     @router.post(
@@ -97,11 +89,14 @@ def classify_router(engine: InferenceEngine, max_body_bytes: int) -> APIRouter:
 
 def _json_image(body: bytes) -> tuple[bytes, int]:
     parsed = parse_json(ClassifyRequest, body, "classify request")
+    return decode_b64(parsed.image_b64), parsed.top_k
+
+
+def decode_b64(image_b64: str) -> bytes:
     try:
-        image = base64.b64decode(parsed.image_b64, validate=True)
+        return base64.b64decode(image_b64, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInput("image_b64 is not valid base64", field="image_b64") from None
-    return image, parsed.top_k
 
 
 def _response(result: Classification) -> ClassifyResponse:

@@ -2,9 +2,9 @@
 request id, authentication and authorisation, one log line, and metrics.
 
 Routes map to the same roles as the gRPC methods they mirror: classify, embed (and the
-OpenAI embeddings API), classify-text and the Open Inference Protocol's inference, metadata and
-readiness need `infer`, its repository extension `admin`; health, the API docs and
-/metrics are open. A path not listed needs `admin`.
+OpenAI embeddings API), classify-text, transcribe, read-text, detect and the Open
+Inference Protocol's inference, metadata and readiness need `infer`, its repository
+extension `admin`; health, the API docs and /metrics are open. A path not listed needs `admin`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ _ROUTES = [
         "classify_text",
         "infer",
     ),
+    (re.compile(r"^/v1/models/[^/]+(/versions/[^/]+)?:transcribe$"), "transcribe", "infer"),
+    (re.compile(r"^/v1/models/[^/]+(/versions/[^/]+)?:read-text$"), "read_text", "infer"),
+    (re.compile(r"^/v1/models/[^/]+(/versions/[^/]+)?:detect$"), "detect", "infer"),
     (re.compile(r"^/v1/embeddings$"), "openai_embeddings", "infer"),
     (re.compile(r"^/v2/health/(live|ready)$"), "health", "open"),
     (re.compile(r"^/v2/repository/"), "repository", "admin"),

@@ -28,7 +28,9 @@ from modelwire.api.v1 import (
     datasets_pb2_grpc,
     inference_pb2_grpc,
     models_pb2_grpc,
+    speech_pb2_grpc,
     training_pb2_grpc,
+    vision_pb2_grpc,
 )
 from modelwire.core.batching import BatchObserver
 from modelwire.core.datasets import Datasets
@@ -60,8 +62,12 @@ from modelwire.server.servicers.models import SERVICE_NAME as MODELS_SERVICE
 from modelwire.server.servicers.models import ModelServicer
 from modelwire.server.servicers.oip import SERVICE_NAME as OIP_SERVICE
 from modelwire.server.servicers.oip import OipServicer
+from modelwire.server.servicers.speech import SERVICE_NAME as SPEECH_SERVICE
+from modelwire.server.servicers.speech import SpeechServicer
 from modelwire.server.servicers.training import SERVICE_NAME as TRAINING_SERVICE
 from modelwire.server.servicers.training import TrainingServicer
+from modelwire.server.servicers.vision import SERVICE_NAME as VISION_SERVICE
+from modelwire.server.servicers.vision import VisionServicer
 from modelwire.settings import Settings
 from modelwire.tracing import Tracing, from_environment
 
@@ -369,6 +375,10 @@ def _add_services(
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(
         InferenceServicer(engine, settings.stream_window), server
     )
+    speech_pb2_grpc.add_SpeechServiceServicer_to_server(SpeechServicer(engine), server)
+    vision_pb2_grpc.add_VisionServiceServicer_to_server(
+        VisionServicer(engine, settings.stream_window), server
+    )
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(engine.models), server)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         OipServicer(engine, settings.stream_window), server
@@ -387,6 +397,8 @@ def _add_services(
     return [
         COMPAT_SERVICE,
         INFERENCE_SERVICE,
+        SPEECH_SERVICE,
+        VISION_SERVICE,
         MODELS_SERVICE,
         OIP_SERVICE,
         DATASETS_SERVICE,

@@ -48,6 +48,8 @@ ROLES: dict[str, str | dict[str, str]] = {
     "grpc.reflection.v1.ServerReflection": ANY_ROLE,
     "ImageClassifier": "infer",
     "modelwire.api.v1.InferenceService": "infer",
+    "modelwire.api.v1.SpeechService": "infer",
+    "modelwire.api.v1.VisionService": "infer",
     "modelwire.api.v1.ModelService": {"ListModels": "infer", "GetModel": "infer", "*": "admin"},
     "inference.GRPCInferenceService": {
         "RepositoryIndex": "admin",

@@ -15,7 +15,14 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from modelwire.api.compat import image_classifier_pb2
 from modelwire.api.oip import grpc_predict_v2_pb2
-from modelwire.api.v1 import datasets_pb2, inference_pb2, models_pb2, training_pb2
+from modelwire.api.v1 import (
+    datasets_pb2,
+    inference_pb2,
+    models_pb2,
+    speech_pb2,
+    training_pb2,
+    vision_pb2,
+)
 from modelwire.server.app import RunningServer
 from modelwire.server.calls import ANY_ROLE, OPEN, required_role
 from tests.conftest import ServerFactory
@@ -25,6 +32,8 @@ REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 MODULES = [
     image_classifier_pb2,
     inference_pb2,
+    speech_pb2,
+    vision_pb2,
     models_pb2,
     grpc_predict_v2_pb2,
     datasets_pb2,
@@ -91,7 +100,7 @@ async def test_every_rpc_needs_the_right_token(
 ) -> None:
     server, _ = secured
     by_role = tokens[1]
-    assert len(METHODS) == 33  # every method of every modelwire service
+    assert len(METHODS) == 38  # every method of every modelwire service
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         for method in METHODS:
             full = f"/{method.containing_service.full_name}/{method.name}"
@@ -161,6 +170,14 @@ async def test_rest_routes_need_the_right_token(
         ("POST", "/v1/models/digits:embed", {"json": {"texts": ["x"]}}, "infer"),
         ("POST", "/v1/models/digits:classify-text", {"json": {"texts": ["x"]}}, "infer"),
         ("POST", "/v1/embeddings", {"json": {"model": "digits", "input": "x"}}, "infer"),
+        (
+            "POST",
+            "/v1/models/digits:transcribe",
+            {"content": b"RIFF", "headers": {"content-type": "audio/wav"}},
+            "infer",
+        ),
+        ("POST", "/v1/models/digits:read-text", {"json": {"image_b64": ""}}, "infer"),
+        ("POST", "/v1/models/digits:detect", {"json": {"image_b64": ""}}, "infer"),
         ("GET", "/v2", {}, "infer"),
         ("GET", "/v2/models/digits", {}, "infer"),
         ("GET", "/v2/models/digits/ready", {}, "infer"),

@@ -68,3 +68,17 @@ def test_a_failed_export_leaves_nothing_and_an_existing_model_is_kept(
     with pytest.raises(InvalidInput, match="exists: choose another --name"):
         import_sentence_transformers(folder, repository, "m")
     assert list(repository.iterdir()) == [repository / "m"]
+
+
+def test_the_wheel_model_imports_refuse_to_overwrite(tmp_path: Path) -> None:
+    from modelwire.core.importers import import_pocketsphinx, import_rapidocr
+
+    (tmp_path / "pocketsphinx-en-us").mkdir()
+    with pytest.raises(InvalidInput, match="exists"):
+        import_pocketsphinx(tmp_path)
+    (tmp_path / "reader-rec").mkdir()  # one of the four folders is enough to refuse
+    with pytest.raises(InvalidInput, match="reader-rec exists"):
+        import_rapidocr(tmp_path, "reader")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pocketsphinx-en-us", "reader-rec"]
+    with pytest.raises(InvalidInput, match="not allowed"):
+        import_rapidocr(tmp_path, "../escape")

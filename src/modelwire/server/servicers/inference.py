@@ -15,7 +15,7 @@ from modelwire.server.convert import classify_response, classify_text_response, 
 from modelwire.server.status import Context, grpc_errors, status_code
 from modelwire.server.streams import answer_in_order
 
-__all__ = ["SERVICE_NAME", "InferenceServicer"]
+__all__ = ["SERVICE_NAME", "InferenceServicer", "stream_outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     async def _text_classified(
         self, message: pb.ClassifyTextStreamRequest
     ) -> pb.ClassifyTextStreamResponse:
-        outcome = await _outcome(self._classify_text(message.request), "ClassifyTextStream")
+        outcome = await stream_outcome(self._classify_text(message.request), "ClassifyTextStream")
         if isinstance(outcome, pb.StreamError):
             return pb.ClassifyTextStreamResponse(id=message.id, error=outcome)
         return pb.ClassifyTextStreamResponse(
@@ -88,19 +88,19 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         work = self._engine.classify(
             request.image, request.model, request.version or None, request.top_k or 1
         )
-        outcome = await _outcome(work, "ClassifyStream")
+        outcome = await stream_outcome(work, "ClassifyStream")
         if isinstance(outcome, pb.StreamError):
             return pb.ClassifyStreamResponse(id=message.id, error=outcome)
         return pb.ClassifyStreamResponse(id=message.id, response=classify_response(outcome))
 
     async def _embedded(self, message: pb.EmbedStreamRequest) -> pb.EmbedStreamResponse:
-        outcome = await _outcome(self._embed(message.request), "EmbedStream")
+        outcome = await stream_outcome(self._embed(message.request), "EmbedStream")
         if isinstance(outcome, pb.StreamError):
             return pb.EmbedStreamResponse(id=message.id, error=outcome)
         return pb.EmbedStreamResponse(id=message.id, response=embed_response(outcome))
 
 
-async def _outcome(work: Awaitable[R], method: str) -> R | pb.StreamError:
+async def stream_outcome(work: Awaitable[R], method: str) -> R | pb.StreamError:
     """What one stream message's work gives, or the StreamError it fails with."""
     try:
         return await work

@@ -1,0 +1,20 @@
+"""Modules of the optional extras, imported where first needed."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from modelwire.errors import FailedPrecondition
+
+__all__ = ["optional"]
+
+
+def optional(module: str, extra: str) -> ModuleType:
+    """`module`, or FailedPrecondition naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise FailedPrecondition(
+            f"this needs {module}, which this server lacks: pip install 'modelwire[{extra}]'"
+        ) from None
