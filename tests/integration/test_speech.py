@@ -106,6 +106,18 @@ async def test_a_grammar_of_the_commands_brings_the_error_rate_under_a_tenth(
     for voice, files in corpus.items():
         with_grammar = await _transcribe_all(speech_serve.target, files, grammar=grammar)
         assert word_error_rate(COMMANDS, [r.text for r in with_grammar]) < 0.1, voice
+    # Through TranscribeStream in 100 ms chunks: the same words, file by file.
+    files = corpus["en-us+f2"]
+    async with AsyncClient(speech_serve.target, timeout=120) as client:
+        streamed = []
+        for file in files:
+            answers = client.transcribe_stream(
+                _chunks(pcm16(file)), sample_rate=RATE, model=MODEL, grammar=grammar
+            )
+            streamed.extend([a.text async for a in answers if a.final])
+    assert word_error_rate(COMMANDS, streamed) < 0.1
+    unary = await _transcribe_all(speech_serve.target, files, grammar=grammar)
+    assert streamed == [r.text for r in unary]
     reference = Reference()
     sample = corpus["en-us"][:3]
     with_phrases = await _transcribe_all(speech_serve.target, sample, phrases=COMMANDS)
