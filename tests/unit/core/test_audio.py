@@ -36,7 +36,7 @@ def _encoded(samples: np.ndarray, rate: int, **options: str) -> bytes:
     [
         ("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_32"),
         ("WAV", "FLOAT"), ("WAV", "DOUBLE"), ("FLAC", "PCM_16"), ("FLAC", "PCM_24"),
-        ("OGG", "VORBIS"),
+        ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III"),
     ],
 )  # fmt: skip
 def test_every_format_becomes_mono_at_the_model_rate(container: str, subtype: str) -> None:

@@ -12,6 +12,7 @@ from modelwire.core.backends.pocketsphinx import PocketSphinxBackend, SpeechCont
 from modelwire.core.repository import read_model_folder
 from modelwire.errors import InvalidInput
 from tests.speech_models import speech_variant
+from tests.waiting import wait_until
 
 
 def test_phrases_become_a_grammar_and_bad_contexts_are_refused() -> None:
@@ -42,7 +43,7 @@ async def test_the_pool_lends_each_decoder_once_and_wakes_a_waiter(
     assert one.take() is None  # decoders = 1
     waiter = asyncio.ensure_future(one.wait_for_decoder())
     cancelled = asyncio.ensure_future(one.wait_for_decoder())
-    await asyncio.sleep(0)
+    await wait_until(lambda: len(one._waiters) == 2)  # both wait in the pool's queue
     cancelled.cancel()
     one.give_back(decoder)
     await asyncio.wait_for(waiter, 10)
