@@ -201,11 +201,7 @@ def _rectangle(cv2: Any, points: np.ndarray) -> tuple[np.ndarray, float]:
     """The rotated rectangle of least area around `points`: its corners (top-left,
     top-right, bottom-right, bottom-left, by x then y) and its shorter side."""
     rectangle = cv2.minAreaRect(points)
-    corners = sorted(cv2.boxPoints(rectangle).tolist(), key=lambda p: p[0])
-    left = sorted(corners[:2], key=lambda p: p[1])
-    right = sorted(corners[2:], key=lambda p: p[1])
-    ordered = np.array([left[0], right[0], right[1], left[1]], np.float32)
-    return ordered, float(min(rectangle[1]))
+    return _clockwise(np.asarray(cv2.boxPoints(rectangle), np.float32)), float(min(rectangle[1]))
 
 
 def _mean_inside(cv2: Any, probability: np.ndarray, corners: np.ndarray) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
 
 from modelwire.api.v1 import vision_pb2 as pb
 from modelwire.api.v1 import vision_pb2_grpc as pb_grpc
@@ -14,8 +13,6 @@ from modelwire.server.status import Context, grpc_errors
 from modelwire.server.streams import answer_in_order
 
 __all__ = ["SERVICE_NAME", "VisionServicer"]
-
-R = TypeVar("R")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VisionService"].full_name
 
