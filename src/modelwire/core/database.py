@@ -11,6 +11,7 @@ placeholders, write transactions, the errors, and column types.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,11 +59,12 @@ class Database:
             self.integrity_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
         else:
             self._sqlite = sqlite3.connect(
-                sqlite_path, isolation_level=None, check_same_thread=False
+                sqlite_path, isolation_level=None, check_same_thread=False, timeout=10
             )
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
-                self._sqlite.execute(f"PRAGMA {pragma}")
             self._sqlite.execute("PRAGMA busy_timeout=10000")
+            _switch_to_wal(self._sqlite)
+            for pragma in ("synchronous=FULL", "foreign_keys=ON"):
+                self._sqlite.execute(f"PRAGMA {pragma}")
             self.integrity_errors = (sqlite3.IntegrityError,)
 
     def describe(self) -> str:
@@ -148,3 +150,18 @@ class Database:
             self._pg.close()
         else:
             self._sqlite.close()
+
+
+def _switch_to_wal(connection: sqlite3.Connection, within_s: float = 10.0) -> None:
+    """WAL mode, retried while another process holds the lock: SQLite refuses the switch
+    at once, without its busy handler, when servers sharing the file start together
+    (`serve --workers`)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)  # a retry interval, not synchronisation
