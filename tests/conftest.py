@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 import grpc
 import pytest
 
-from modelwire.server.app import RunningServer, build_server
+from modelwire import assembly
+from modelwire.assembly import RunningServer
 from modelwire.settings import load_settings
 from tests import processes
 from tests.requirements import missing
@@ -41,7 +42,7 @@ _SIDE_PORTS = {
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
     """An in-process server with the default model on 127.0.0.1, any free port, a fresh
     data directory."""
-    running = await build_server(
+    running = await assembly.start_server(
         load_settings(
             hosts=["127.0.0.1"],
             port=0,
@@ -72,7 +73,7 @@ async def start_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
             "data_dir": tmp_path_factory.mktemp("data"),
         }
         options.update(settings)
-        running = await build_server(load_settings(**options))
+        running = await assembly.start_server(load_settings(**options))
         started.append(running)
         return running
 

@@ -57,6 +57,8 @@ def test_exported_names() -> None:
         exported = getattr(modelwire.errors, name)
         if name == "INTERNAL_MESSAGE":
             assert isinstance(exported, str)
+        elif name == "error_for_status":
+            assert callable(exported)
         else:
             assert issubclass(exported, modelwire.errors.ModelwireError)
 
@@ -74,7 +76,7 @@ def test_sdk_does_not_import_the_runtime() -> None:
 
 def test_serving_does_not_import_pytorch() -> None:
     code = (
-        "import sys, modelwire.server.app, modelwire.cli.main; "
+        "import sys, modelwire.assembly, modelwire.cli.main; "
         "print([m for m in ('torch', 'onnx', 'sklearn') if m in sys.modules])"
     )
     result = processes.run(

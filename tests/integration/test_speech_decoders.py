@@ -11,10 +11,10 @@ import grpc
 import pytest
 
 from modelwire.api.v1 import speech_pb2, speech_pb2_grpc
+from modelwire.assembly import RunningServer
 from modelwire.client import AsyncClient
 from modelwire.core.backends.pocketsphinx import PocketSphinxBackend
 from modelwire.core.models import VersionState
-from modelwire.server.app import RunningServer
 from tests.conftest import ServerFactory
 from tests.speech_models import COMMANDS, RATE, command_grammar, synthesize
 from tests.waiting import wait_until

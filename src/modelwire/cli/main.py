@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -17,9 +17,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-_fail = fail
 
 
 @app.callback()
@@ -179,9 +176,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the models over gRPC (and REST) until SIGTERM or Ctrl-C."""
+    from modelwire.assembly import loop_factory
+    from modelwire.assembly import serve as run_server
     from modelwire.logs import configure_logging
-    from modelwire.server.app import loop_factory
-    from modelwire.server.app import serve as run_server
     from modelwire.server.supervisor import supervise
     from modelwire.settings import load_settings
 
@@ -227,7 +224,7 @@ def serve(
             workers=workers,
         )
     except (ValidationError, FileNotFoundError) as exc:
-        raise _fail(f"bad settings: {exc}") from None
+        raise fail(f"bad settings: {exc}") from None
     configure_logging(settings.log_format)
     try:
         loop_factory(settings)  # a missing uvloop fails here, not in every worker
@@ -236,7 +233,7 @@ def serve(
         else:
             run_server(settings)
     except (ModelwireError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -265,7 +262,7 @@ def classify(
                 failed = True
                 continue
             except Unavailable as exc:
-                raise _fail(exc.message) from None
+                raise fail(exc.message) from None
             except ModelwireError as exc:
                 typer.echo(f"error: {path}: {exc.message}", err=True)
                 failed = True
@@ -328,12 +325,12 @@ def _models_call(target: str, action: str, name: str | None = None) -> None:
             if action == "list":
                 for model in client.list_models():
                     versions = ", ".join(
-                        f"v{v.version} {models_state(v.state)}" for v in model.versions
+                        f"v{v.version} {version_state_name(v.state)}" for v in model.versions
                     )
                     default = " (default)" if model.is_default else ""
                     reason = f" - {model.reason}" if model.reason else ""
                     typer.echo(
-                        f"{model.name}{default}\t{models_state(model.state)}\t{versions}{reason}"
+                        f"{model.name}{default}\t{model_state_name(model.state)}\t{versions}{reason}"
                     )
                 return
             assert name is not None
@@ -345,18 +342,28 @@ def _models_call(target: str, action: str, name: str | None = None) -> None:
             }[action]
             message = method(name)
         except ModelwireError as exc:
-            raise _fail(exc.message) from None
+            raise fail(exc.message) from None
     typer.echo(json_format.MessageToJson(message))
 
 
-def models_state(value: int) -> str:
+def model_state_name(value: int) -> str:
+    """A model's state as `modelwire models list` prints it: READY, LOADING, ..."""
     from modelwire.api.v1 import models_pb2
 
-    for enum in (models_pb2.ModelState, models_pb2.VersionState):
-        for name, number in enum.items():
-            if number == value and name.startswith(("MODEL_STATE_", "VERSION_STATE_")):
-                return name.split("_STATE_", 1)[1]
-    return str(value)
+    return _state_name(models_pb2.ModelState, "MODEL_STATE_", value)
+
+
+def version_state_name(value: int) -> str:
+    """A version's state as `modelwire models list` prints it: READY, UNLOADING, ..."""
+    from modelwire.api.v1 import models_pb2
+
+    return _state_name(models_pb2.VersionState, "VERSION_STATE_", value)
+
+
+def _state_name(enum: Any, prefix: str, value: int) -> str:
+    # A number this client's proto does not know (a newer server) prints as the number.
+    names = {number: name for name, number in enum.items()}
+    return names[value].removeprefix(prefix) if value in names else str(value)
 
 
 @models_app.command("list")
@@ -445,17 +452,17 @@ def bench(
     from modelwire.bench.loadgen import MODES, TENSOR_MODES, LoadResult, run_load
 
     if mode not in MODES:
-        raise _fail(f"--mode is one of {', '.join(MODES)}")
+        raise fail(f"--mode is one of {', '.join(MODES)}")
     try:
         levels = [int(level) for level in concurrency.split(",")]
     except ValueError:
-        raise _fail("--concurrency is a number or a comma-separated list of numbers") from None
+        raise fail("--concurrency is a number or a comma-separated list of numbers") from None
     if not levels or min(levels) < 1:
-        raise _fail("--concurrency must be at least 1")
+        raise fail("--concurrency must be at least 1")
     data: bytes | np.ndarray
     if mode in TENSOR_MODES:
         if payload.suffix != ".npy":
-            raise _fail(f"--mode {mode} sends a tensor: give a .npy file")
+            raise fail(f"--mode {mode} sends a tensor: give a .npy file")
         data = np.load(payload).astype(np.float32)
     else:
         data = payload.read_bytes()
@@ -481,7 +488,7 @@ def bench(
     try:
         results = asyncio.run(sweep())
     except (ValueError, RuntimeError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     summaries = [result.summary() for result in results]
     if plot is not None:
         from modelwire.bench.plot import plot_sweep

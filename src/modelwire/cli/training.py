@@ -60,38 +60,29 @@ def train(
     target: TargetOption = "localhost:50051",
 ) -> None:
     """Train a new version of MODEL on DATASET (on the server, in its own process)."""
-    from modelwire.api.v1 import training_pb2 as pb
+    from modelwire.core.training.spec import JobConfig
+    from modelwire.server.training_config import config_message
 
-    architectures = {
-        "digits-cnn": pb.ARCHITECTURE_DIGITS_CNN,
-        "small-resnet": pb.ARCHITECTURE_SMALL_RESNET,
-        "text-linear": pb.ARCHITECTURE_TEXT_LINEAR,
-        "text-mlp": pb.ARCHITECTURE_TEXT_MLP,
-    }
-    policies = {
-        "if-better": pb.PROMOTE_POLICY_IF_BETTER,
-        "always": pb.PROMOTE_POLICY_ALWAYS,
-        "never": pb.PROMOTE_POLICY_NEVER,
-    }
-    if architecture not in architectures:
-        raise fail(f"--architecture is one of {', '.join(architectures)}")
-    if promote not in policies:
-        raise fail(f"--promote is one of {', '.join(policies)}")
-    config = pb.TrainingConfig(
-        dataset=dataset,
-        model=model,
-        architecture=architectures[architecture],
-        input_width=input_size,
-        input_height=input_size,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        validation_fraction=validation_fraction,
-        seed=seed,
-        embedding_model=embedding_model,
-        promote=policies[promote],
-        workers=workers,
-    )
+    try:
+        config = config_message(
+            JobConfig(
+                dataset=dataset,
+                model=model,
+                architecture=architecture,  # type: ignore[arg-type]  # checked by the mapping
+                input_width=input_size,
+                input_height=input_size,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                validation_fraction=validation_fraction,
+                seed=seed,
+                promote=promote,  # type: ignore[arg-type]
+                workers=workers,
+                embedding_model=embedding_model,
+            )
+        )
+    except ValueError as error:
+        raise fail(f"--{error}") from None
     with connected(target) as client:
         job = client.start_training(config)
         typer.echo(f"job {job.id} {_state(job)}: {model} on {dataset}")

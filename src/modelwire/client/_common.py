@@ -13,17 +13,7 @@ import numpy as np
 from modelwire.api.oip import grpc_predict_v2_pb2 as oip_pb2
 from modelwire.api.v1 import datasets_pb2, inference_pb2
 from modelwire.datatypes import DATATYPES, datatype_of, to_raw, unpack_bytes
-from modelwire.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidInput,
-    ModelwireError,
-    NotFound,
-    Overloaded,
-    PermissionDenied,
-    Unauthenticated,
-    Unavailable,
-)
+from modelwire.errors import ModelwireError, error_for_status
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview
 
@@ -31,18 +21,6 @@ ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview
 Tensors = dict[str, np.ndarray]
 
 
-# The inverse of the server's table (modelwire.server.status), for what a client sees.
-_ERRORS: dict[grpc.StatusCode, type[ModelwireError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: Overloaded,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
-}
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -155,7 +133,7 @@ def stream_outcome(
 
 def stream_error(error: inference_pb2.StreamError) -> ModelwireError:
     code = _CODES_BY_NUMBER.get(error.code, grpc.StatusCode.UNKNOWN)
-    return _ERRORS.get(code, ModelwireError)(error.message, status=code.name)
+    return error_for_status(code.name)(error.message, status=code.name)
 
 
 def _texts(texts: str | Sequence[str]) -> list[str]:
@@ -253,7 +231,7 @@ def translate(error: grpc.RpcError, target: str) -> ModelwireError:
         details = f"cannot reach a modelwire server at {target}: is it running?"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
         details = f"no answer from {target} before the deadline"
-    return _ERRORS.get(code, ModelwireError)(details, status=code.name)
+    return error_for_status(code.name)(details, status=code.name)
 
 
 def infer_request(

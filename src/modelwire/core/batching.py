@@ -77,7 +77,7 @@ class _Pending(Generic[T, R]):
 
 @dataclass
 class BatchStats:
-    """Counters for tests and metrics."""
+    """How many batches and items ran, how many were dropped, and the batch sizes."""
 
     batches: int = 0
     items: int = 0

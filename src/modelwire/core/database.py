@@ -67,17 +67,6 @@ class Database:
                 self._sqlite.execute(f"PRAGMA {pragma}")
             self.integrity_errors = (sqlite3.IntegrityError,)
 
-    def describe(self) -> str:
-        """Where the data is, without a password."""
-        if self.url is None:
-            return f"SQLite {self.sqlite_path}"
-        from psycopg.conninfo import conninfo_to_dict
-
-        info = conninfo_to_dict(self.url)
-        return (
-            f"PostgreSQL {info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
-        )
-
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Cursor:
         if self.postgres:
             return self._pg.execute(sql.replace("?", "%s"), parameters)

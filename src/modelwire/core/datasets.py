@@ -169,9 +169,6 @@ class DatasetStore:
     def close(self) -> None:
         self._db.close()
 
-    def describe(self) -> str:
-        return self._db.describe()
-
     # -- datasets --------------------------------------------------------------------
 
     def create(self, name: str, description: str = "", kind: str = "image") -> DatasetInfo:

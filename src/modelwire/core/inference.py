@@ -149,7 +149,11 @@ class InferenceEngine:
             device=device,
             allow_python_models=allow_python_models,
         )
-        await engine.models.load_all()
+        try:
+            await engine.models.load_all()
+        except BaseException:
+            await engine.close()
+            raise
         return engine
 
     @property

@@ -1,4 +1,5 @@
-"""modelwire errors → HTTP status codes: the one table, and the handlers that apply it.
+"""modelwire errors → HTTP status codes (each error class names its own), and the
+handlers that apply them.
 
 Every error leaves as JSON `{"error": "..."}` (the Open Inference Protocol's error
 object). Overload adds a Retry-After header. Anything unexpected is a 500 with a log line
@@ -17,23 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from modelwire.errors import (
-    INTERNAL_MESSAGE,
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidInput,
-    ModelwireError,
-    NotFound,
-    NotReady,
-    Overloaded,
-    PermissionDenied,
-    TooLarge,
-    Unauthenticated,
-    Unavailable,
-)
+from modelwire.errors import INTERNAL_MESSAGE, ModelwireError, Overloaded
 
 __all__ = [
-    "HTTP_CODES",
     "describe_problems",
     "error_headers",
     "error_response",
@@ -43,26 +30,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-HTTP_CODES: dict[type[ModelwireError], int] = {
-    InvalidInput: 400,
-    TooLarge: 413,
-    NotFound: 404,
-    AlreadyExists: 409,
-    FailedPrecondition: 409,
-    Overloaded: 429,
-    NotReady: 503,
-    Unavailable: 503,
-    Unauthenticated: 401,
-    PermissionDenied: 403,
-}
-
 
 def http_code(error: ModelwireError) -> int:
-    """The HTTP code for an error, found by its class or the nearest base class."""
-    for cls in type(error).__mro__:
-        if cls in HTTP_CODES:
-            return HTTP_CODES[cls]
-    return 500
+    """The HTTP code an error leaves with: its class's `http_status`."""
+    return error.http_status
 
 
 def error_headers(error: ModelwireError) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""modelwire errors → gRPC status codes: the one table, and the wrapper that applies it.
+"""modelwire errors → gRPC status codes (each error class names its own), and the
+wrapper that applies them.
 
 Every servicer method is wrapped with `grpc_errors`, so no exception reaches grpc as
 UNKNOWN: a ModelwireError becomes its code with its message and rich details
@@ -22,23 +23,9 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from modelwire.errors import (
-    INTERNAL_MESSAGE,
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidInput,
-    ModelwireError,
-    NotFound,
-    NotReady,
-    Overloaded,
-    PermissionDenied,
-    TooLarge,
-    Unauthenticated,
-    Unavailable,
-)
+from modelwire.errors import INTERNAL_MESSAGE, InvalidInput, ModelwireError, Overloaded
 
 __all__ = [
-    "STATUS_CODES",
     "Context",
     "abort_for",
     "grpc_errors",
@@ -49,27 +36,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STATUS_CODES: dict[type[ModelwireError], grpc.StatusCode] = {
-    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
-    # Not RESOURCE_EXHAUSTED, which tells clients to retry: the same request fails again.
-    TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    NotReady: grpc.StatusCode.UNAVAILABLE,
-    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
-
 
 def status_code(error: ModelwireError) -> grpc.StatusCode:
-    """The status code for an error, found by its class or the nearest base class."""
-    for cls in type(error).__mro__:
-        if cls in STATUS_CODES:
-            return STATUS_CODES[cls]
-    return grpc.StatusCode.INTERNAL
+    """The status code an error leaves with: its class's `grpc_status`."""
+    return grpc.StatusCode[error.grpc_status]
 
 
 def _pack(message: Any) -> any_pb2.Any:

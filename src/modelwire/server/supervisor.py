@@ -242,7 +242,7 @@ class _Supervisor:
 def _worker_main(
     settings: Settings, role: WorkerRole, events: multiprocessing.Queue[_Event]
 ) -> None:
-    from modelwire.server.app import loop_factory
+    from modelwire.assembly import loop_factory
 
     configure_logging(settings.log_format, worker=role.index)
     try:
@@ -256,7 +256,7 @@ def _worker_main(
 async def _run_worker(
     settings: Settings, role: WorkerRole, events: multiprocessing.Queue[_Event]
 ) -> None:
-    from modelwire.server.app import build_server
+    from modelwire.assembly import start_worker
     from modelwire.tracing import from_environment
 
     stop = asyncio.Event()
@@ -264,7 +264,7 @@ async def _run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     supervisor = os.getppid()
-    running = await build_server(settings, tracing=from_environment(), worker=role)
+    running = await start_worker(settings, role, tracing=from_environment())
     rest = running.rest.addresses if running.rest is not None else []
     events.put(("ready", role.index, running.engine.models.names(), running.addresses, rest))
     while not stop.is_set():

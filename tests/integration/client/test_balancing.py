@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from modelwire.assembly import RunningServer
 from modelwire.client import AsyncClient
 from modelwire.client._channel import channel_target
 from modelwire.errors import ModelwireError
-from modelwire.server.app import NOT_SERVING, RunningServer
+from modelwire.server.app import NOT_SERVING
 from tests import processes
 from tests.conftest import ServerFactory, start_serve, stop_serve
 from tests.images import digit_bytes

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from modelwire.assembly import RunningServer
 from modelwire.client import AsyncClient, ClassificationResult, Client, Example
 from modelwire.errors import InvalidInput, ModelwireError, NotFound, Overloaded, Unavailable
-from modelwire.server.app import RunningServer
 from tests.conftest import ServeProcess
 from tests.images import digit_bytes
 

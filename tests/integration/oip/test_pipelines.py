@@ -14,7 +14,7 @@ import pytest
 
 from modelwire.api.oip import grpc_predict_v2_pb2 as pb
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as pb_grpc
-from modelwire.server.app import RunningServer
+from modelwire.assembly import RunningServer
 from tests.conftest import ServerFactory
 from tests.images import heldout_digits
 from tests.integration.oip.test_tensor_models import outputs_of, raw_request

@@ -17,9 +17,9 @@ import pytest
 
 from modelwire.api.oip import grpc_predict_v2_pb2 as pb
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as pb_grpc
+from modelwire.assembly import RunningServer
 from modelwire.core.backends.python import PythonBackend
 from modelwire.errors import INTERNAL_MESSAGE
-from modelwire.server.app import RunningServer
 from tests.conftest import ServerFactory
 from tests.integration.oip.test_tensor_models import outputs_of, raw_request
 

@@ -19,8 +19,8 @@ import pytest
 
 from modelwire.api.oip import grpc_predict_v2_pb2 as pb
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as pb_grpc
+from modelwire.assembly import RunningServer
 from modelwire.datatypes import DATATYPES, to_raw
-from modelwire.server.app import RunningServer
 from modelwire.server.servicers.oip import TYPED_CONTENTS
 from tests import processes
 from tests.conftest import ServerFactory, rest_url

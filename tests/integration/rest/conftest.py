@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelwire.server.app import RunningServer
+from modelwire.assembly import RunningServer
 from tests.conftest import ServerFactory, rest_url
 
 RestFactory = Callable[..., Awaitable[tuple[RunningServer, httpx.AsyncClient]]]

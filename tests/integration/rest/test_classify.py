@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from modelwire.api.v1 import inference_pb2, inference_pb2_grpc
-from modelwire.server.app import RunningServer
+from modelwire.assembly import RunningServer
 from tests.conftest import ServerFactory
 from tests.images import (
     digit_bytes,

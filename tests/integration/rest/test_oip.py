@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from modelwire.server.app import RunningServer
+from modelwire.assembly import RunningServer
 from tests.images import digit_bytes
 
 HEADER = "Inference-Header-Content-Length"

@@ -23,7 +23,7 @@ from modelwire.api.v1 import (
     training_pb2,
     vision_pb2,
 )
-from modelwire.server.app import RunningServer
+from modelwire.assembly import RunningServer
 from modelwire.server.calls import ANY_ROLE, OPEN, required_role
 from tests.conftest import ServerFactory
 from tests.images import digit_bytes

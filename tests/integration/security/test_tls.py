@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modelwire import assembly
 from modelwire.client import Client
 from modelwire.errors import ModelwireError, Unavailable
-from modelwire.server.app import build_server
 from modelwire.settings import load_settings
 from tests.conftest import ServerFactory, rest_url
 from tests.images import digit_bytes
@@ -90,7 +90,7 @@ async def test_plaintext_beyond_loopback_is_refused(tmp_path: Path, certs: Path)
     for host in ("0.0.0.0", "192.0.2.10", "::"):
         settings = load_settings(hosts=[host], port=0, rest_port="off", data_dir=tmp_path)
         with pytest.raises(OSError, match=r"refusing to serve .* without TLS"):
-            await build_server(settings)
+            await assembly.start_server(settings)
 
 
 def test_tls_settings_go_in_pairs(certs: Path) -> None:

@@ -6,9 +6,10 @@ import grpc
 import pytest
 from PIL import Image
 
+from modelwire import assembly
 from modelwire.api.compat import image_classifier_pb2 as pb
 from modelwire.api.compat import image_classifier_pb2_grpc as pb_grpc
-from modelwire.server.app import RunningServer, build_server
+from modelwire.assembly import RunningServer
 from modelwire.settings import load_settings
 from tests.images import digit_bytes, encode, png_header_claiming
 
@@ -68,7 +69,7 @@ async def test_message_over_the_default_limit_is_resource_exhausted(
 
 async def test_message_limit_is_configurable() -> None:
     settings = load_settings(hosts=["127.0.0.1"], port=0, max_message_bytes=4096)
-    running = await build_server(settings)
+    running = await assembly.start_server(settings)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.ImageClassifierStub(channel)

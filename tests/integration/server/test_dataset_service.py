@@ -12,8 +12,8 @@ import pytest
 
 from modelwire.api.v1 import datasets_pb2 as pb
 from modelwire.api.v1 import datasets_pb2_grpc as pb_grpc
+from modelwire.assembly import RunningServer
 from modelwire.core.datasets import DatasetStore
-from modelwire.server.app import RunningServer
 from tests.conftest import ServerFactory
 from tests.images import digit_bytes, png_header_claiming
 from tests.waiting import wait_until

@@ -5,7 +5,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from modelwire.server.app import RunningServer, build_server
+from modelwire import assembly
+from modelwire.assembly import RunningServer
 from modelwire.settings import load_settings
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -51,7 +52,9 @@ async def test_reflection_describes_the_document_service(channel: grpc.aio.Chann
 
 
 async def test_reflection_can_be_turned_off() -> None:
-    running = await build_server(load_settings(hosts=["127.0.0.1"], port=0, reflection=False))
+    running = await assembly.start_server(
+        load_settings(hosts=["127.0.0.1"], port=0, reflection=False)
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             with pytest.raises(grpc.aio.AioRpcError) as caught:

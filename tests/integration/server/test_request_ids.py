@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from modelwire.api.v1 import inference_pb2, models_pb2
-from modelwire.server.app import RunningServer
+from modelwire.assembly import RunningServer
 from tests.conftest import ServerFactory, rest_url
 from tests.images import digit_bytes
 

@@ -12,9 +12,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
+from modelwire import assembly
 from modelwire.api.compat import image_classifier_pb2 as pb
 from modelwire.api.compat import image_classifier_pb2_grpc as pb_grpc
-from modelwire.server.app import build_server
 from modelwire.settings import load_settings
 from tests.conftest import start_serve, stop_serve
 from tests.images import digit_bytes, encode
@@ -22,7 +22,7 @@ from tests.waiting import wait_until
 
 
 async def test_call_in_flight_finishes_and_new_calls_are_refused(tmp_path: Path) -> None:
-    running = await build_server(
+    running = await assembly.start_server(
         load_settings(hosts=["127.0.0.1"], port=0, rest_port="off", threads=1, data_dir=tmp_path)
     )
     # A large photo-sized image keeps one call busy decoding for a while.
@@ -77,7 +77,7 @@ async def test_calls_racing_a_stop_are_answered_or_refused_unavailable(tmp_path:
 
 async def stop_under_load(codes: dict[str, int], data_dir: Path) -> None:
     """Start a server, keep 32 callers calling until each gets an error, stop it."""
-    running = await build_server(
+    running = await assembly.start_server(
         load_settings(hosts=["127.0.0.1"], port=0, rest_port="off", threads=2, data_dir=data_dir)
     )
     image = pb.Image(data=digit_bytes(4))

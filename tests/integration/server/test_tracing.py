@@ -10,9 +10,9 @@ from typing import Any
 import grpc
 import pytest
 
+from modelwire import assembly
 from modelwire.api.v1 import inference_pb2 as pb
 from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
-from modelwire.server.app import build_server
 from modelwire.settings import load_settings
 from modelwire.tracing import Tracing, from_environment
 from tests.images import digit_bytes
@@ -40,7 +40,7 @@ async def test_spans_for_a_call_and_its_work(tmp_path: Path) -> None:
     provider = sdk.TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     settings = load_settings(hosts=["127.0.0.1"], port=0, rest_port="off", data_dir=tmp_path)
-    server = await build_server(settings, tracing=Tracing(provider))
+    server = await assembly.start_server(settings, tracing=Tracing(provider))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.InferenceServiceStub(channel)

@@ -17,10 +17,10 @@ from modelwire.api.v1 import datasets_pb2_grpc as data_grpc
 from modelwire.api.v1 import inference_pb2, inference_pb2_grpc
 from modelwire.api.v1 import training_pb2 as pb
 from modelwire.api.v1 import training_pb2_grpc as pb_grpc
+from modelwire.assembly import RunningServer
 from modelwire.core.training.jobs import TrainingJobs
 from modelwire.core.training.spec import JobConfig
 from modelwire.errors import FailedPrecondition
-from modelwire.server.app import RunningServer
 from tests.conftest import ServerFactory
 from tests.images import digit_bytes, digit_picture, encode, heldout_digits
 from tests.requirements import need_module

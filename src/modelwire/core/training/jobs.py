@@ -538,11 +538,10 @@ class TrainingJobs:
                 own = {"input": source.config.input.model_dump(exclude_none=True)}
                 own["output"] = source.config.output.model_dump(exclude_none=True)
                 (target / "model.toml").write_text(tomli_w.dumps(own))
-                for extra in ("metrics.json",):
-                    for candidate in (elsewhere / str(version) / extra, elsewhere / extra):
-                        if candidate.is_file():
-                            shutil.copy2(candidate, target / extra)
-                            break
+                for candidate in (elsewhere / str(version), elsewhere):
+                    if (candidate / "metrics.json").is_file():
+                        shutil.copy2(candidate / "metrics.json", target / "metrics.json")
+                        break
             default = self._models.resolve(name).version if self._models.is_serving(name) else None
             _write_model_toml(staging, original.config.input, default, original.config)
         staging.rename(folder)

@@ -7,38 +7,14 @@ from collections.abc import AsyncIterator
 from modelwire.api.v1 import training_pb2 as pb
 from modelwire.api.v1 import training_pb2_grpc as pb_grpc
 from modelwire.core.training.jobs import Job, JobState, TrainingJobs
-from modelwire.core.training.spec import JobConfig
 from modelwire.server.servicers.datasets import timestamp
 from modelwire.server.status import Context, abort_for, grpc_errors
+from modelwire.server.training_config import config_message, job_config
 
-__all__ = ["SERVICE_NAME", "TrainingServicer", "job_config", "job_message"]
+__all__ = ["SERVICE_NAME", "TrainingServicer", "job_message"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TrainingService"].full_name
 
-_ARCHITECTURES = {
-    pb.ARCHITECTURE_UNSPECIFIED: "digits-cnn",
-    pb.ARCHITECTURE_DIGITS_CNN: "digits-cnn",
-    pb.ARCHITECTURE_SMALL_RESNET: "small-resnet",
-    pb.ARCHITECTURE_TEXT_LINEAR: "text-linear",
-    pb.ARCHITECTURE_TEXT_MLP: "text-mlp",
-}
-_ARCHITECTURE_ENUMS = {
-    "digits-cnn": pb.ARCHITECTURE_DIGITS_CNN,
-    "small-resnet": pb.ARCHITECTURE_SMALL_RESNET,
-    "text-linear": pb.ARCHITECTURE_TEXT_LINEAR,
-    "text-mlp": pb.ARCHITECTURE_TEXT_MLP,
-}
-_PROMOTE = {
-    pb.PROMOTE_POLICY_UNSPECIFIED: "if-better",
-    pb.PROMOTE_POLICY_IF_BETTER: "if-better",
-    pb.PROMOTE_POLICY_ALWAYS: "always",
-    pb.PROMOTE_POLICY_NEVER: "never",
-}
-_PROMOTE_ENUMS = {
-    "if-better": pb.PROMOTE_POLICY_IF_BETTER,
-    "always": pb.PROMOTE_POLICY_ALWAYS,
-    "never": pb.PROMOTE_POLICY_NEVER,
-}
 _STATES = {
     JobState.QUEUED: pb.JOB_STATE_QUEUED,
     JobState.RUNNING: pb.JOB_STATE_RUNNING,
@@ -48,45 +24,10 @@ _STATES = {
 }
 
 
-def job_config(message: pb.TrainingConfig) -> JobConfig:
-    """The message's config, zero fields taking the defaults."""
-    defaults = JobConfig(dataset="", model="")
-    return JobConfig(
-        dataset=message.dataset,
-        model=message.model,
-        architecture=_ARCHITECTURES.get(message.architecture, "digits-cnn"),  # type: ignore[arg-type]
-        input_width=message.input_width,
-        input_height=message.input_height,
-        epochs=message.epochs or defaults.epochs,
-        batch_size=message.batch_size or defaults.batch_size,
-        learning_rate=message.learning_rate or defaults.learning_rate,
-        validation_fraction=message.validation_fraction or defaults.validation_fraction,
-        seed=message.seed,
-        promote=_PROMOTE.get(message.promote, "if-better"),  # type: ignore[arg-type]
-        workers=message.workers or defaults.workers,
-        embedding_model=message.embedding_model,
-    )
-
-
 def job_message(job: Job) -> pb.TrainingJob:
-    config = job.config
     message = pb.TrainingJob(
         id=job.id,
-        config=pb.TrainingConfig(
-            dataset=config.dataset,
-            model=config.model,
-            architecture=_ARCHITECTURE_ENUMS[config.architecture],
-            input_width=config.input_width,
-            input_height=config.input_height,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            validation_fraction=config.validation_fraction,
-            seed=config.seed,
-            promote=_PROMOTE_ENUMS[config.promote],
-            workers=config.workers,
-            embedding_model=config.embedding_model,
-        ),
+        config=config_message(job.config),
         state=_STATES[job.state],
         reason=job.reason,
         epoch=job.epoch,
