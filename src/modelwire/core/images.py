@@ -20,10 +20,11 @@ import struct
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Self
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelwire.core.resampling import FILTERS, resize_stack
 from modelwire.errors import InvalidInput, TooLarge
@@ -67,28 +68,51 @@ class DecodeLimits:
 DEFAULT_LIMITS = DecodeLimits()
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """How pixels become a model input (see model.toml's [input] table)."""
+class Preprocessing(BaseModel):
+    """How pixels become a model input: model.toml's [input] table (which adds the
+    input's name, `repository.InputConfig`) and the preprocessing of training."""
 
-    width: int
-    height: int
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(ge=1, le=8192)
+    height: int = Field(ge=1, le=8192)
     channels: Literal[1, 3] = 3
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     color_order: Literal["RGB", "BGR"] = "RGB"
     resample: Literal["nearest", "box", "bilinear", "bicubic", "lanczos"] = "bilinear"
-    # "shorter-side": scale the shorter side to resize_shorter_to (default: the larger of
-    # width and height), then crop width x height from the centre (torchvision's recipe).
-    resize: Literal["stretch", "shorter-side"] = "stretch"
-    resize_shorter_to: int | None = None
-    # "light-on-dark": invert grayscale images whose border is brighter than their
-    # centre, so dark ink on light paper looks like the light-on-dark training data.
-    polarity: Literal["as-is", "light-on-dark"] = "as-is"
+    resize: Literal["stretch", "shorter-side"] = Field(
+        "stretch",
+        description="stretch: straight to width x height; shorter-side: scale the shorter "
+        "side to resize_shorter_to (default: the larger of width and height), then crop "
+        "width x height from the centre (torchvision's recipe)",
+    )
+    resize_shorter_to: int | None = Field(None, ge=1, le=16384)
+    polarity: Literal["as-is", "light-on-dark"] = Field(
+        "as-is",
+        description="light-on-dark: invert grayscale images whose border is brighter than "
+        "their centre, so dark ink on light paper looks like light-on-dark training data",
+    )
     autocontrast: bool = False
     crop_to_content: bool = False
-    scale: float = 1.0 / 255.0
+    scale: float = Field(1.0 / 255.0, gt=0)
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> Self:
+        for field in ("mean", "std"):
+            values = getattr(self, field)
+            if len(values) not in (1, self.channels):
+                raise ValueError(f"{field} needs 1 or {self.channels} values, got {len(values)}")
+        if any(value == 0 for value in self.std):
+            raise ValueError("std values must not be 0")
+        shorter = self.resize_shorter_to
+        if shorter is not None and shorter < max(self.width, self.height):
+            raise ValueError(
+                f"resize_shorter_to ({shorter}) must be at least max(width, height) "
+                f"({max(self.width, self.height)})"
+            )
+        return self
 
 
 _RESAMPLE = {

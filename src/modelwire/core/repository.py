@@ -70,44 +70,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class InputConfig(_Strict):
+class InputConfig(Preprocessing):
     """The [input] table: which ONNX input to feed and how pixels become that tensor."""
 
     name: str | None = Field(None, description="ONNX input name; default: the only input")
-    width: int = Field(ge=1, le=8192)
-    height: int = Field(ge=1, le=8192)
-    channels: Literal[1, 3] = 3
-    layout: Literal["NCHW", "NHWC"] = "NCHW"
-    color_order: Literal["RGB", "BGR"] = "RGB"
-    resample: Literal["nearest", "box", "bilinear", "bicubic", "lanczos"] = "bilinear"
-    resize: Literal["stretch", "shorter-side"] = Field(
-        "stretch",
-        description="stretch: straight to width x height; shorter-side: scale the shorter "
-        "side to resize_shorter_to, then crop width x height from the centre",
-    )
-    resize_shorter_to: int | None = Field(None, ge=1, le=16384)
-    polarity: Literal["as-is", "light-on-dark"] = "as-is"
-    autocontrast: bool = False
-    crop_to_content: bool = False
-    scale: float = Field(1.0 / 255.0, gt=0)
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-
-    @model_validator(mode="after")
-    def _per_channel(self) -> InputConfig:
-        for field in ("mean", "std"):
-            values = getattr(self, field)
-            if len(values) not in (1, self.channels):
-                raise ValueError(f"{field} needs 1 or {self.channels} values, got {len(values)}")
-        if any(value == 0 for value in self.std):
-            raise ValueError("std values must not be 0")
-        shorter = self.resize_shorter_to
-        if shorter is not None and shorter < max(self.width, self.height):
-            raise ValueError(
-                f"resize_shorter_to ({shorter}) must be at least max(width, height) "
-                f"({max(self.width, self.height)})"
-            )
-        return self
 
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(**self.model_dump(exclude={"name"}))
