@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.util
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
@@ -31,10 +33,10 @@ from modelwire.core.inference import InferenceEngine, TimingHook
 from modelwire.core.repository import DEFAULT_REPOSITORY
 from modelwire.core.tokens import TokenStore
 from modelwire.core.training.jobs import Embedder, TrainingJobs
+from modelwire.core.training.runner import Trainer
+from modelwire.core.training.store import JobStore
 from modelwire.errors import InvalidInput
 from modelwire.metrics import ServerMetrics
-from modelwire.rest.app import build_metrics_app, build_rest_app
-from modelwire.rest.server import RestServer
 from modelwire.server import app as grpc_app
 from modelwire.server.calls import CallGuard
 from modelwire.server.health import HealthServicer
@@ -48,6 +50,9 @@ from modelwire.server.security import (
 from modelwire.server.servicers.training import TrainingServicer
 from modelwire.settings import Settings
 from modelwire.tracing import Tracing, from_environment
+
+if TYPE_CHECKING:
+    from modelwire.rest.server import RestServer
 
 __all__ = ["RunningServer", "loop_factory", "serve", "start_engine", "start_server", "start_worker"]
 
@@ -175,9 +180,10 @@ async def start_server(settings: Settings, *, tracing: Tracing | None = None) ->
     async with contextlib.AsyncExitStack() as stack:
         engine = await _open_engine(stack, settings, checked)
         datasets = _open_datasets(stack, settings)
-        training = await _open_training(stack, settings, engine, datasets)
+        jobs = await _open_job_store(stack, datasets)
+        training = await _open_training(stack, settings, engine, datasets, jobs)
         running = await _start_adapters(
-            stack, settings, checked, engine, datasets, training, TrainingServicer(training)
+            stack, settings, checked, engine, datasets, jobs, training, TrainingServicer(training)
         )
         running._closing = stack.pop_all()
     _log_started(running, settings, checked.tokens)
@@ -194,10 +200,13 @@ async def start_worker(
     async with contextlib.AsyncExitStack() as stack:
         engine = await _open_engine(stack, settings, checked)
         datasets = _open_datasets(stack, settings)
-        training = await _open_training(stack, settings, engine, datasets) if role.trains else None
+        jobs = await _open_job_store(stack, datasets)
+        training = None
+        if role.trains:
+            training = await _open_training(stack, settings, engine, datasets, jobs)
         servicer = await _start_peers(stack, checked.grace, role, engine, training)
         running = await _start_adapters(
-            stack, settings, checked, engine, datasets, training, servicer, reuse_port=True
+            stack, settings, checked, engine, datasets, jobs, training, servicer, reuse_port=True
         )
         running._closing = stack.pop_all()
     _log_side_servers(running, settings)
@@ -211,6 +220,7 @@ async def _start_adapters(
     checked: _Checked,
     engine: InferenceEngine,
     datasets: Datasets,
+    jobs: JobStore,
     training: TrainingJobs | None,
     training_servicer: training_pb2_grpc.TrainingServiceServicer,
     *,
@@ -225,7 +235,7 @@ async def _start_adapters(
     await _start_health_port(stack, checked.grace, running, settings, reuse_port)
 
     async def refresh() -> None:
-        await checked.metrics.refresh(engine, datasets)
+        await checked.metrics.refresh(engine, datasets, jobs)
 
     await _start_rest(stack, running, settings, checked, refresh, reuse_port)
     await _start_metrics(stack, running, settings, checked.metrics, refresh, reuse_port)
@@ -257,18 +267,28 @@ def _open_datasets(stack: contextlib.AsyncExitStack, settings: Settings) -> Data
     return datasets
 
 
+async def _open_job_store(stack: contextlib.AsyncExitStack, datasets: Datasets) -> JobStore:
+    """The training jobs' records: every process reads their counts for /metrics."""
+    store = JobStore(datasets.store.open_database())
+    stack.push_async_callback(datasets.run, store.close)
+    await datasets.run(store.create_schema)
+    return store
+
+
 async def _open_training(
     stack: contextlib.AsyncExitStack,
     settings: Settings,
     engine: InferenceEngine,
     datasets: Datasets,
+    store: JobStore,
 ) -> TrainingJobs:
     training = await TrainingJobs.open(
         datasets,
         engine.models,
         settings.data_dir,
+        store,
         max_running=settings.training_jobs,
-        threads=settings.training_threads,
+        trainer=Trainer(threads=settings.training_threads),
         embed=_embedder(engine),
     )
     stack.push_async_callback(training.close)
@@ -349,6 +369,17 @@ async def _start_rest(
 ) -> None:
     if settings.rest_port is None:
         return
+    if not _rest_installed():
+        if "rest_port" in settings.model_fields_set:
+            raise OSError(
+                "--rest-port needs the REST gateway, which is not installed: "
+                "pip install 'modelwire[rest]' (or --rest-port off)"
+            )
+        log.info("no REST gateway: pip install 'modelwire[rest]' adds it")
+        return
+    from modelwire.rest.app import build_rest_app
+    from modelwire.rest.server import RestServer
+
     app = build_rest_app(
         running.engine,
         max_body_bytes=settings.max_message_bytes,
@@ -377,6 +408,14 @@ async def _start_metrics(
 ) -> None:
     if settings.metrics_port is None:
         return
+    if not _rest_installed():
+        raise OSError(
+            "--metrics-port serves over the REST gateway's HTTP server, which is not "
+            "installed: pip install 'modelwire[rest]'"
+        )
+    from modelwire.rest.app import build_metrics_app
+    from modelwire.rest.server import RestServer
+
     running.metrics_server = await RestServer.start(
         build_metrics_app(metrics, refresh),
         settings.hosts,
@@ -386,6 +425,11 @@ async def _start_metrics(
         reuse_port=reuse_port,
     )
     stack.push_async_callback(running.metrics_server.stop)
+
+
+def _rest_installed() -> bool:
+    """Whether the `rest` extra (FastAPI and uvicorn) is installed."""
+    return all(importlib.util.find_spec(module) for module in ("fastapi", "uvicorn"))
 
 
 def _go_live(stack: contextlib.AsyncExitStack, running: RunningServer, settings: Settings) -> None:

@@ -21,11 +21,11 @@ from prometheus_client.registry import Collector
 
 from modelwire.core.batching import BatchObserver
 from modelwire.core.models import ModelState
-from modelwire.core.training.jobs import JobState, count_jobs
 
 if TYPE_CHECKING:
     from modelwire.core.datasets import Datasets
     from modelwire.core.inference import InferenceEngine
+    from modelwire.core.training.store import JobStore
 
 __all__ = ["CONTENT_TYPE_LATEST", "ServerMetrics"]
 
@@ -111,7 +111,12 @@ class ServerMetrics:
 
         return observe
 
-    async def refresh(self, engine: InferenceEngine, datasets: Datasets | None = None) -> None:
+    async def refresh(
+        self,
+        engine: InferenceEngine,
+        datasets: Datasets | None = None,
+        jobs: JobStore | None = None,
+    ) -> None:
         """Read the states that change on their own, just before a scrape."""
         models = engine.models
         model_state = GaugeMetricFamily(
@@ -134,12 +139,13 @@ class ServerMetrics:
                     )
         families: list[Metric] = [model_state, queue_depth]
         if datasets is not None:
-            jobs = GaugeMetricFamily(
-                "modelwire_training_jobs", "Training jobs by state.", labels=["state"]
-            )
-            counts = await datasets.run(count_jobs, datasets.store)
-            for job_state in JobState:
-                jobs.add_metric([job_state.value], counts.get(job_state.value, 0))
+            if jobs is not None:
+                by_state = GaugeMetricFamily(
+                    "modelwire_training_jobs", "Training jobs by state.", labels=["state"]
+                )
+                for job_state, count in (await datasets.run(jobs.counts)).items():
+                    by_state.add_metric([job_state.value], count)
+                families.append(by_state)
             examples = GaugeMetricFamily(
                 "modelwire_dataset_examples", "Examples per dataset.", labels=["dataset"]
             )
@@ -149,7 +155,7 @@ class ServerMetrics:
             for info in await datasets.run(datasets.store.list):
                 examples.add_metric([info.name], info.examples)
                 size.add_metric([info.name], info.total_bytes)
-            families += [jobs, examples, size]
+            families += [examples, size]
         self.states.families = families
 
     def render(self) -> bytes:

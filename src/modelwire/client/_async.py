@@ -1,32 +1,32 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
+from typing import TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from modelwire.api.oip import grpc_predict_v2_pb2 as oip_pb2
-from modelwire.api.oip import grpc_predict_v2_pb2_grpc as oip_pb2_grpc
-from modelwire.api.v1 import (
-    inference_pb2_grpc,
-    models_pb2,
-    models_pb2_grpc,
-    speech_pb2_grpc,
-    vision_pb2_grpc,
-)
-from modelwire.client._channel import Connection, PemInput
+from modelwire.api.v1 import datasets_pb2, models_pb2, training_pb2
+from modelwire.client._base import ClientBase
+from modelwire.client._channel import Connection
 from modelwire.client._common import (
     ClassificationResult,
     EmbeddingResult,
+    Example,
     ImageInput,
     Tensors,
+    TextExample,
     classify_request,
     classify_text_request,
     classify_text_stream_requests,
+    create_dataset_request,
     embed_request,
     embed_stream_outcome,
     embed_stream_requests,
     embedding_result,
+    health_status,
     infer_outputs,
     infer_request,
     result,
@@ -35,6 +35,7 @@ from modelwire.client._common import (
     text_results,
     text_stream_outcome,
     translate,
+    upload_requests,
 )
 from modelwire.client._speech import (
     AudioInput,
@@ -56,41 +57,17 @@ from modelwire.client._vision import (
 )
 from modelwire.errors import ModelwireError
 
+R = TypeVar("R")
 
-class AsyncClient:
+
+class AsyncClient(ClientBase):
     """An asyncio client for one modelwire server; create and use it inside a running loop."""
 
-    def __init__(
-        self,
-        target: str | Sequence[str] = "localhost:50051",
-        *,
-        timeout: float | None = 30.0,
-        ca: PemInput | None = None,
-        cert: PemInput | None = None,
-        key: PemInput | None = None,
-        token: str | None = None,
-        tls: bool = False,
-        balance: bool | None = None,
-        connections: int = 1,
-    ) -> None:
-        """`target` is one HOST:PORT, or several addresses (a list, or comma-separated):
-        then calls are balanced round-robin over the healthy ones, and calls safe to
-        repeat are retried elsewhere when one fails; `balance=True` does the same for a
-        DNS name that resolves to many replicas.
-        `ca` (trusted roots; None: the system's), `cert` and `key` (a client
-        certificate, for mutual TLS) are PEM files or bytes, and any of them turns TLS
-        on, as does `tls`; `token` is sent as `authorization: Bearer <token>`.
-        `connections` > 1 spreads the calls over that many connections (per address),
-        so one client reaches every worker of a server started with `--workers`."""
-        self.target = target if isinstance(target, str) else ",".join(target)
-        self.timeout = timeout
-        connection = Connection(target, ca, cert, key, token, tls, balance, connections)
+    _channel: grpc.aio.Channel
+
+    def _open(self, connection: Connection) -> grpc.aio.Channel:
         self._channel = connection.aio_channel()
-        self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
-        self._speech = speech_pb2_grpc.SpeechServiceStub(self._channel)
-        self._vision = vision_pb2_grpc.VisionServiceStub(self._channel)
-        self._oip = oip_pb2_grpc.GRPCInferenceServiceStub(self._channel)
-        self._models = models_pb2_grpc.ModelServiceStub(self._channel)
+        return self._channel
 
     async def classify(
         self,
@@ -331,13 +308,141 @@ class AsyncClient:
             raise translate(error, self.target) from None
 
     async def list_models(self) -> list[models_pb2.Model]:
+        reply: models_pb2.ListModelsResponse = await self._call(
+            self._models.ListModels, models_pb2.ListModelsRequest()
+        )
+        return list(reply.models)
+
+    async def get_model(self, name: str) -> models_pb2.Model:
+        reply: models_pb2.GetModelResponse = await self._call(
+            self._models.GetModel, models_pb2.GetModelRequest(name=name)
+        )
+        return reply.model
+
+    async def load_model(self, name: str) -> models_pb2.Model:
+        """Load (or re-read) a model from the server's repository; the reply says how
+        it went (a model that failed to load is FAILED with its reason)."""
+        reply: models_pb2.LoadModelResponse = await self._call(
+            self._models.LoadModel, models_pb2.LoadModelRequest(name=name)
+        )
+        return reply.model
+
+    async def unload_model(self, name: str) -> models_pb2.Model:
+        reply: models_pb2.UnloadModelResponse = await self._call(
+            self._models.UnloadModel, models_pb2.UnloadModelRequest(name=name)
+        )
+        return reply.model
+
+    async def reload_model(self, name: str) -> models_pb2.Model:
+        reply: models_pb2.ReloadModelResponse = await self._call(
+            self._models.ReloadModel, models_pb2.ReloadModelRequest(name=name)
+        )
+        return reply.model
+
+    async def create_dataset(
+        self, name: str, description: str = "", *, kind: str = "image"
+    ) -> datasets_pb2.Dataset:
+        """A new empty dataset of `kind` "image" or "text"."""
+        reply: datasets_pb2.CreateDatasetResponse = await self._call(
+            self._datasets.CreateDataset, create_dataset_request(name, description, kind)
+        )
+        return reply.dataset
+
+    async def list_datasets(self) -> list[datasets_pb2.Dataset]:
+        reply: datasets_pb2.ListDatasetsResponse = await self._call(
+            self._datasets.ListDatasets, datasets_pb2.ListDatasetsRequest()
+        )
+        return list(reply.datasets)
+
+    async def get_dataset(self, name: str) -> datasets_pb2.Dataset:
+        reply: datasets_pb2.GetDatasetResponse = await self._call(
+            self._datasets.GetDataset, datasets_pb2.GetDatasetRequest(name=name)
+        )
+        return reply.dataset
+
+    async def delete_dataset(self, name: str) -> None:
+        await self._call(self._datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=name))
+
+    async def upload_examples(
+        self,
+        dataset: str,
+        examples: Iterable[Example | TextExample],
+        *,
+        idempotency_key: str = "",
+    ) -> datasets_pb2.UploadExamplesResponse:
+        """Upload labelled images (or texts, to a text dataset) over one stream (no
+        deadline: as long as it takes); the reply counts what was accepted, what the
+        dataset held already, and each refused example with its reason. Sending the same
+        upload again with the same `idempotency_key` (after a broken stream) answers as
+        one upload would have."""
         try:
-            reply: models_pb2.ListModelsResponse = await self._models.ListModels(
-                models_pb2.ListModelsRequest(), timeout=self.timeout
+            reply: datasets_pb2.UploadExamplesResponse = await self._datasets.UploadExamples(
+                upload_requests(dataset, examples, idempotency_key)
             )
         except grpc.RpcError as error:
             raise translate(error, self.target) from None
-        return list(reply.models)
+        return reply
+
+    async def export_examples(
+        self, dataset: str
+    ) -> AsyncIterator[datasets_pb2.ExportExamplesResponse]:
+        """Every example of a dataset: label, image bytes (or text) and SHA-256."""
+        try:
+            async for reply in self._datasets.ExportExamples(
+                datasets_pb2.ExportExamplesRequest(dataset=dataset)
+            ):
+                yield reply
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+
+    async def start_training(self, config: training_pb2.TrainingConfig) -> training_pb2.TrainingJob:
+        """Queue a training job; zero fields of `config` take the server's defaults."""
+        reply: training_pb2.StartTrainingResponse = await self._call(
+            self._training.StartTraining, training_pb2.StartTrainingRequest(config=config)
+        )
+        return reply.job
+
+    async def watch_training(self, job_id: str) -> AsyncIterator[training_pb2.TrainingJob]:
+        """The job now, then again on every change, until it ends."""
+        try:
+            async for reply in self._training.WatchTraining(
+                training_pb2.WatchTrainingRequest(id=job_id)
+            ):
+                yield reply.job
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
+
+    async def cancel_training(self, job_id: str) -> training_pb2.TrainingJob:
+        reply: training_pb2.CancelTrainingResponse = await self._call(
+            self._training.CancelTraining, training_pb2.CancelTrainingRequest(id=job_id)
+        )
+        return reply.job
+
+    async def list_training_jobs(self) -> list[training_pb2.TrainingJob]:
+        reply: training_pb2.ListTrainingJobsResponse = await self._call(
+            self._training.ListTrainingJobs, training_pb2.ListTrainingJobsRequest()
+        )
+        return list(reply.jobs)
+
+    async def get_training_job(self, job_id: str) -> training_pb2.TrainingJob:
+        reply: training_pb2.GetTrainingJobResponse = await self._call(
+            self._training.GetTrainingJob, training_pb2.GetTrainingJobRequest(id=job_id)
+        )
+        return reply.job
+
+    async def health(self, service: str = "") -> str:
+        """The standard health service's answer for `service` ("" = the server; a
+        model name = that model): SERVING, NOT_SERVING or SERVICE_UNKNOWN."""
+        reply: health_pb2.HealthCheckResponse = await self._call(
+            self._health.Check, health_pb2.HealthCheckRequest(service=service)
+        )
+        return health_status(reply)
+
+    async def _call(self, method: Callable[..., Awaitable[R]], request: object) -> R:
+        try:
+            return await method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self.target) from None
 
     async def close(self) -> None:
         await self._channel.close(None)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2
 
 from modelwire.api.oip import grpc_predict_v2_pb2 as oip_pb2
 from modelwire.api.v1 import datasets_pb2, inference_pb2
 from modelwire.datatypes import DATATYPES, datatype_of, to_raw, unpack_bytes
-from modelwire.errors import ModelwireError, error_for_status
+from modelwire.errors import InvalidInput, ModelwireError, error_for_status
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview
 
@@ -266,3 +267,18 @@ def infer_outputs(reply: oip_pb2.ModelInferResponse) -> Tensors:
             dtype = DATATYPES[tensor.datatype].dtype
             outputs[tensor.name] = np.frombuffer(raw, dtype=dtype).reshape(shape)
     return outputs
+
+
+def create_dataset_request(
+    name: str, description: str, kind: str
+) -> datasets_pb2.CreateDatasetRequest:
+    if kind not in DATASET_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(DATASET_KINDS)}", field="kind")
+    return datasets_pb2.CreateDatasetRequest(
+        name=name, description=description, kind=DATASET_KINDS[kind]
+    )
+
+
+def health_status(reply: health_pb2.HealthCheckResponse) -> str:
+    """SERVING, NOT_SERVING or SERVICE_UNKNOWN."""
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))

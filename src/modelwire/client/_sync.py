@@ -5,24 +5,17 @@ from types import TracebackType
 from typing import TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from modelwire.api.oip import grpc_predict_v2_pb2 as oip_pb2
-from modelwire.api.oip import grpc_predict_v2_pb2_grpc as oip_pb2_grpc
 from modelwire.api.v1 import (
     datasets_pb2,
-    datasets_pb2_grpc,
-    inference_pb2_grpc,
     models_pb2,
-    models_pb2_grpc,
-    speech_pb2_grpc,
     training_pb2,
-    training_pb2_grpc,
-    vision_pb2_grpc,
 )
-from modelwire.client._channel import Connection, PemInput
+from modelwire.client._base import ClientBase
+from modelwire.client._channel import Connection
 from modelwire.client._common import (
-    DATASET_KINDS,
     ClassificationResult,
     EmbeddingResult,
     Example,
@@ -32,10 +25,12 @@ from modelwire.client._common import (
     classify_request,
     classify_text_request,
     classify_text_stream_requests,
+    create_dataset_request,
     embed_request,
     embed_stream_outcome,
     embed_stream_requests,
     embedding_result,
+    health_status,
     infer_outputs,
     infer_request,
     result,
@@ -66,47 +61,19 @@ from modelwire.client._vision import (
     reading,
     reading_outcome,
 )
-from modelwire.errors import InvalidInput, ModelwireError
+from modelwire.errors import ModelwireError
 
 R = TypeVar("R")
 
 
-class Client:
+class Client(ClientBase):
     """A blocking client for one modelwire server. Thread-safe; close it when done."""
 
-    def __init__(
-        self,
-        target: str | Sequence[str] = "localhost:50051",
-        *,
-        timeout: float | None = 30.0,
-        ca: PemInput | None = None,
-        cert: PemInput | None = None,
-        key: PemInput | None = None,
-        token: str | None = None,
-        tls: bool = False,
-        balance: bool | None = None,
-        connections: int = 1,
-    ) -> None:
-        """`target` is one HOST:PORT, or several addresses (a list, or comma-separated):
-        then calls are balanced round-robin over the healthy ones, and calls safe to
-        repeat are retried elsewhere when one fails; `balance=True` does the same for a
-        DNS name that resolves to many replicas.
-        `ca` (trusted roots; None: the system's), `cert` and `key` (a client
-        certificate, for mutual TLS) are PEM files or bytes, and any of them turns TLS
-        on, as does `tls`; `token` is sent as `authorization: Bearer <token>`.
-        `connections` > 1 spreads the calls over that many connections (per address),
-        so one client reaches every worker of a server started with `--workers`."""
-        self.target = target if isinstance(target, str) else ",".join(target)
-        self.timeout = timeout
-        connection = Connection(target, ca, cert, key, token, tls, balance, connections)
+    _channel: grpc.Channel
+
+    def _open(self, connection: Connection) -> grpc.Channel:
         self._channel = connection.channel()
-        self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
-        self._speech = speech_pb2_grpc.SpeechServiceStub(self._channel)
-        self._vision = vision_pb2_grpc.VisionServiceStub(self._channel)
-        self._oip = oip_pb2_grpc.GRPCInferenceServiceStub(self._channel)
-        self._models = models_pb2_grpc.ModelServiceStub(self._channel)
-        self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
-        self._training = training_pb2_grpc.TrainingServiceStub(self._channel)
+        return self._channel
 
     def classify(
         self,
@@ -382,13 +349,8 @@ class Client:
         self, name: str, description: str = "", *, kind: str = "image"
     ) -> datasets_pb2.Dataset:
         """A new empty dataset of `kind` "image" or "text"."""
-        if kind not in DATASET_KINDS:
-            raise InvalidInput(f"kind must be one of {', '.join(DATASET_KINDS)}", field="kind")
-        request = datasets_pb2.CreateDatasetRequest(
-            name=name, description=description, kind=DATASET_KINDS[kind]
-        )
         reply: datasets_pb2.CreateDatasetResponse = self._call(
-            self._datasets.CreateDataset, request
+            self._datasets.CreateDataset, create_dataset_request(name, description, kind)
         )
         return reply.dataset
 
@@ -473,10 +435,9 @@ class Client:
         """The standard health service's answer for `service` ("" = the server; a
         model name = that model): SERVING, NOT_SERVING or SERVICE_UNKNOWN."""
         reply: health_pb2.HealthCheckResponse = self._call(
-            health_pb2_grpc.HealthStub(self._channel).Check,
-            health_pb2.HealthCheckRequest(service=service),
+            self._health.Check, health_pb2.HealthCheckRequest(service=service)
         )
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+        return health_status(reply)
 
     def _call(self, method: Callable[..., R], request: object) -> R:
         try:

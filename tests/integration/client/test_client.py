@@ -8,7 +8,7 @@ import pytest
 
 from modelwire.assembly import RunningServer
 from modelwire.client import AsyncClient, ClassificationResult, Client, Example
-from modelwire.errors import InvalidInput, ModelwireError, NotFound, Overloaded, Unavailable
+from modelwire.errors import ModelwireError, Overloaded, Unavailable
 from tests.conftest import ServeProcess
 from tests.images import digit_bytes
 
@@ -39,13 +39,6 @@ async def test_async_client(server: RunningServer) -> None:
     assert result.label == "0"
 
 
-def test_refused_image_raises_invalid_input(serve_process: ServeProcess) -> None:
-    with Client(serve_process.target) as client, pytest.raises(InvalidInput) as caught:
-        client.classify(b"not an image")
-    assert caught.value.status == "INVALID_ARGUMENT"
-    assert "not a JPEG" in caught.value.message
-
-
 async def test_too_large_message_raises_overloaded(server: RunningServer) -> None:
     async with AsyncClient(f"127.0.0.1:{server.port}") as client:
         with pytest.raises(Overloaded) as caught:
@@ -63,39 +56,6 @@ def test_unreachable_server_raises_unavailable() -> None:
 def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
     with Client("127.0.0.1:1") as client, pytest.raises(FileNotFoundError):
         client.classify(tmp_path / "missing.jpg")
-
-
-def test_classify_stream_yields_one_outcome_per_image_in_order(
-    serve_process: ServeProcess,
-) -> None:
-    images = [digit_bytes(d) for d in (1, 2, 3)] + [b"junk"] + [digit_bytes(4)]
-    with Client(serve_process.target) as client:
-        outcomes = list(client.classify_stream(images, top_k=2))
-    assert [getattr(o, "label", None) for o in outcomes] == ["1", "2", "3", None, "4"]
-    assert all(len(o.classes) == 2 for o in outcomes if isinstance(o, ClassificationResult))
-    assert isinstance(outcomes[3], InvalidInput)
-    assert outcomes[3].status == "INVALID_ARGUMENT"
-
-
-def test_model_management(serve_process: ServeProcess) -> None:
-    with Client(serve_process.target) as client:
-        assert [m.name for m in client.list_models()] == ["digits"]
-        assert client.reload_model("digits").versions[0].version == 1
-        assert list(client.get_model("digits").labels) == list("0123456789")
-        with pytest.raises(NotFound):
-            client.get_model("nope")
-        result = client.classify(digit_bytes(6), model="digits", version=1, top_k=3)
-    assert (result.model, result.version, result.label) == ("digits", 1, "6")
-    assert len(result.classes) == 3
-
-
-async def test_async_client_streams_and_lists(server: RunningServer) -> None:
-    async with AsyncClient(f"127.0.0.1:{server.port}") as client:
-        outcomes = [o async for o in client.classify_stream([digit_bytes(8), b"x", digit_bytes(9)])]
-        models = await client.list_models()
-    assert [getattr(o, "label", None) for o in outcomes] == ["8", None, "9"]
-    assert isinstance(outcomes[1], InvalidInput)
-    assert [m.name for m in models] == ["digits"]
 
 
 def test_several_connections_carry_every_kind_of_call(serve_process: ServeProcess) -> None:

@@ -15,16 +15,19 @@ fail the load there, with the reason, instead of failing calls later.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
 
 from modelwire.core.backends import Backend
+from modelwire.core.extras import optional
 from modelwire.core.repository import ModelSource, TextConfig
 from modelwire.core.tasks import Encoded, Item
 from modelwire.core.tensors import NamedTensors, TensorSpec
 from modelwire.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding, Tokenizer
 
 __all__ = ["EMBEDDING", "TEXT", "TOKENS", "TextEmbeddingTask"]
 
@@ -233,8 +236,9 @@ def _tokenizer(source: ModelSource, config: TextConfig, where: str) -> Tokenizer
     path = source.own_or_shared(config.tokenizer_file)
     if path.resolve().parent not in (source.folder.resolve(), source.folder.parent.resolve()):
         raise InvalidInput(f"{where}: tokenizer_file must be a file in the model folder")
+    tokenizers = optional("tokenizers", "text")
     try:
-        tokenizer = Tokenizer.from_file(str(path))
+        tokenizer: Tokenizer = tokenizers.Tokenizer.from_file(str(path))
     except Exception as error:  # tokenizers raises bare Exceptions for bad files
         reason = "is missing" if not path.is_file() else f"could not be read ({error})"
         raise InvalidInput(

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from modelwire.api.v1 import training_pb2 as pb
 from modelwire.api.v1 import training_pb2_grpc as pb_grpc
-from modelwire.core.training.jobs import Job, JobState, TrainingJobs
+from modelwire.core.training.job import Job, JobState
+from modelwire.core.training.jobs import TrainingJobs
 from modelwire.server.servicers.datasets import timestamp
 from modelwire.server.status import Context, abort_for, grpc_errors
 from modelwire.server.training_config import config_message, job_config
