@@ -11,14 +11,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Runtime only: ONNX Runtime, grpc, Pillow. No PyTorch.
+# Runtime with every serving extra (REST, text, PostgreSQL, certificates). No PyTorch.
 $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[full]'
 	touch $@
 
 # Runtime + dev tools + the train extra (PyTorch) that the training-script test needs.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,train,bench,speech,ocr]'
+	$(BIN)/pip install -q -e '.[full,dev,train,bench,speech,ocr]'
 	touch $@ $(VENV)/.serve-installed
 
 # buf and the Node.js example's libraries, where npm exists. Under CI=true a missing npm
@@ -58,6 +58,7 @@ bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	$(BIN)/python benchmarks/text_embedding.py
 	$(BIN)/python benchmarks/speech.py
 	$(BIN)/python benchmarks/ocr.py
+	$(BIN)/python benchmarks/edge.py
 	$(BIN)/python benchmarks/data_and_training.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/plane_regression.py

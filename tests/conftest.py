@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,18 +111,24 @@ class ServeProcess:
         raise AssertionError(f"modelwire serve logged no {name} port:\n" + "".join(self.log))
 
 
-def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
+def start_serve(
+    *args: str,
+    timeout: float = 60.0,
+    launcher: Sequence[str] = ("-m", "modelwire"),
+    default_rest_port: bool = False,
+) -> ServeProcess:
     """Run `modelwire serve ARGS` and wait for its "serving ... on" log line. Without
-    --rest-port among ARGS, the server has no REST gateway; without --data-dir, a fresh
-    data directory."""
-    if "--rest-port" not in args:
+    --rest-port among ARGS, the server has no REST gateway (unless `default_rest_port`);
+    without --data-dir, a fresh data directory. `launcher` is what Python runs, "serve"
+    and ARGS its arguments."""
+    if "--rest-port" not in args and not default_rest_port:
         args = (*args, "--rest-port", "off")
     own_data_dir = None
     if "--data-dir" not in args:
         own_data_dir = Path(tempfile.mkdtemp(prefix="modelwire-data-"))
         args = (*args, "--data-dir", str(own_data_dir))
     process = processes.popen(
-        [sys.executable, "-m", "modelwire", "serve", *args],
+        [sys.executable, *launcher, "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

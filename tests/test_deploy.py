@@ -98,7 +98,7 @@ def test_the_deployment_agrees_with_the_server_flags() -> None:
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert Path(str(params["tls_cert"])).parent == Path(mounts["tls"])
     assert Path(str(params["tls_key"])).parent == Path(mounts["tls"])
-    assert Path(str(params["tokens"])).parent == Path(mounts["tokens"])
+    assert Path(str(params["tokens_file"])).parent == Path(mounts["tokens"])
     assert "secretName" in volumes["tls"]["secret"]
     assert Path(str(params["data_dir"])) == Path(mounts["data"])
     claim = volumes["data"]["persistentVolumeClaim"]["claimName"]
@@ -108,7 +108,7 @@ def test_the_deployment_agrees_with_the_server_flags() -> None:
     # Workers match the CPU request; a drain fits in the termination grace period.
     assert int(params["workers"]) == int(container["resources"]["requests"]["cpu"])
     assert "memory" in container["resources"]["requests"]
-    assert pod["terminationGracePeriodSeconds"] > params["grace_period"]
+    assert pod["terminationGracePeriodSeconds"] > params["grace_period_s"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert env["MODELWIRE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"]
 

@@ -83,3 +83,16 @@ def test_serving_does_not_import_pytorch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_serving_grpc_imports_none_of_the_extras() -> None:
+    code = (
+        "import sys, modelwire.assembly, modelwire.cli.entry; "
+        "extras = ('typer', 'rich', 'fastapi', 'uvicorn', 'tokenizers', 'psycopg', "
+        "'cryptography'); "
+        "print([m for m in extras if m in sys.modules])"
+    )
+    result = processes.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"

@@ -1,3 +1,3 @@
-from modelwire.cli.main import app
+from modelwire.cli.entry import main
 
-app(prog_name="modelwire")
+main()

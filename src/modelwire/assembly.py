@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib.util
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +27,7 @@ import numpy as np
 from modelwire.api.v1 import training_pb2_grpc
 from modelwire.core.batching import BatchObserver
 from modelwire.core.datasets import Datasets
+from modelwire.core.extras import installed
 from modelwire.core.images import DecodeLimits
 from modelwire.core.inference import InferenceEngine, TimingHook
 from modelwire.core.repository import DEFAULT_REPOSITORY
@@ -429,7 +429,7 @@ async def _start_metrics(
 
 def _rest_installed() -> bool:
     """Whether the `rest` extra (FastAPI and uvicorn) is installed."""
-    return all(importlib.util.find_spec(module) for module in ("fastapi", "uvicorn"))
+    return installed("fastapi") and installed("uvicorn")
 
 
 def _go_live(stack: contextlib.AsyncExitStack, running: RunningServer, settings: Settings) -> None:

@@ -11,6 +11,9 @@ from typing import Annotated
 
 import typer
 
+from modelwire.cli.common import fail
+from modelwire.core.extras import installed
+
 __all__ = ["certs_app", "write_dev_certificates"]
 
 certs_app = typer.Typer(help="Certificates for TLS and mutual TLS.", no_args_is_help=True)
@@ -116,6 +119,8 @@ def dev(
 ) -> None:
     """Write a development CA, a server certificate (localhost, 127.0.0.1, ::1 unless
     --host says otherwise) and a client certificate, as PEM files."""
+    if not installed("cryptography"):
+        raise fail("writing certificates needs cryptography: pip install 'modelwire[certs]'")
     written = write_dev_certificates(folder, host or ["localhost", "127.0.0.1", "::1"])
     for path in written:
         typer.echo(str(path))

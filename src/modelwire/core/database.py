@@ -14,9 +14,13 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from modelwire.core.extras import optional
 from modelwire.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import psycopg as psycopg_types
 
 __all__ = ["Cursor", "Database", "check_database_url"]
 
@@ -53,9 +57,11 @@ class Database:
         self.postgres = url is not None
         self.sqlite_path = sqlite_path
         if url is not None:
-            import psycopg  # only PostgreSQL users need it loaded
+            psycopg = optional("psycopg", "postgres")  # only PostgreSQL users need it
 
-            self._pg = psycopg.connect(check_database_url(url), autocommit=True)
+            self._pg: psycopg_types.Connection[Any] = psycopg.connect(
+                check_database_url(url), autocommit=True
+            )
             self.integrity_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
         else:
             self._sqlite = sqlite3.connect(

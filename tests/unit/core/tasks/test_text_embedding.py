@@ -4,6 +4,7 @@ pooling and normalising, items failing alone, and the checks when a version load
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from modelwire.core.opening import Opened, OpenOptions, open_version
 from modelwire.core.plane import run_batch
 from modelwire.core.repository import read_model_folder
 from modelwire.core.tasks.text_embedding import EMBEDDING, TEXT, TOKENS, TextEmbeddingTask
-from modelwire.errors import InvalidInput
+from modelwire.errors import FailedPrecondition, InvalidInput
 from tests.text_models import text_variant
 
 
@@ -150,3 +151,11 @@ def test_a_missing_or_foreign_tokenizer_fails_the_load(
     )
     with pytest.raises(InvalidInput, match="must be a file in the model folder"):
         _open(escaped)
+
+
+def test_without_the_text_extra_the_load_says_what_to_install(
+    text_repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # as if it were not installed
+    with pytest.raises(FailedPrecondition, match=r"pip install 'modelwire\[text\]'"):
+        _open(text_repository / "minilm")
