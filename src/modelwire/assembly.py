@@ -54,7 +54,15 @@ from modelwire.tracing import Tracing, from_environment
 if TYPE_CHECKING:
     from modelwire.rest.server import RestServer
 
-__all__ = ["RunningServer", "loop_factory", "serve", "start_engine", "start_server", "start_worker"]
+__all__ = [
+    "RunningServer",
+    "loop_factory",
+    "rest_gateway_port",
+    "serve",
+    "start_engine",
+    "start_server",
+    "start_worker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +103,8 @@ class RunningServer:
     stopped: bool = False
     _closing: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _grace: _Grace = field(default_factory=_Grace)
+    #: The repository poller (poll_repository_s), stopped first.
+    _poller: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float | None) -> None:
         """Health NOT_SERVING, refuse new calls, let calls in flight finish within
@@ -110,6 +120,8 @@ class RunningServer:
             return
         self.stopped = True
         self.health.enter_graceful_shutdown()
+        if self._poller is not None:
+            await _cancelled(self._poller)
         loop = asyncio.get_running_loop()
         self._grace.deadline = None if grace is None else loop.time() + grace
         # The HTTP servers drain themselves (within the grace period) meanwhile.
@@ -121,7 +133,9 @@ class RunningServer:
         if grace is not None:
             self.guard.drain()
             await self.guard.wait_drained(grace)
-        await asyncio.gather(*http_stopping)
+        # Every server stops at once; the closers in the stack find them stopped.
+        servers = [s for s in (self.server, self.health_server) if s is not None]
+        await asyncio.gather(*http_stopping, *(s.stop(self._grace.left()) for s in servers))
         await self._closing.aclose()
 
 
@@ -367,15 +381,8 @@ async def _start_rest(
     refresh: Callable[[], Awaitable[None]],
     reuse_port: bool,
 ) -> None:
-    if settings.rest_port is None:
-        return
-    if not _rest_installed():
-        if "rest_port" in settings.model_fields_set:
-            raise OSError(
-                "--rest-port needs the REST gateway, which is not installed: "
-                "pip install 'modelwire[rest]' (or --rest-port off)"
-            )
-        log.info("no REST gateway: pip install 'modelwire[rest]' adds it")
+    port = rest_gateway_port(settings)
+    if port is None:
         return
     from modelwire.rest.app import build_rest_app
     from modelwire.rest.server import RestServer
@@ -390,7 +397,7 @@ async def _start_rest(
     running.rest = await RestServer.start(
         app,
         settings.hosts,
-        settings.rest_port,
+        port,
         settings.grace_period_s,
         rest_tls_options(settings),
         reuse_port=reuse_port,
@@ -427,6 +434,21 @@ async def _start_metrics(
     stack.push_async_callback(running.metrics_server.stop)
 
 
+def rest_gateway_port(settings: Settings) -> int | None:
+    """The REST gateway's port, or None for none: `--rest-port off`, or the default port
+    where the `rest` extra is not installed (logged). OSError when --rest-port was given
+    and the extra is missing."""
+    if settings.rest_port is None or _rest_installed():
+        return settings.rest_port
+    if "rest_port" in settings.model_fields_set:
+        raise OSError(
+            "--rest-port needs the REST gateway, which is not installed: "
+            "pip install 'modelwire[rest]' (or --rest-port off)"
+        )
+    log.info("no REST gateway: pip install 'modelwire[rest]' adds it")
+    return None
+
+
 def _rest_installed() -> bool:
     """Whether the `rest` extra (FastAPI and uvicorn) is installed."""
     return installed("fastapi") and installed("uvicorn")
@@ -444,6 +466,7 @@ def _go_live(stack: contextlib.AsyncExitStack, running: RunningServer, settings:
     if settings.poll_repository_s > 0:
         poller = asyncio.create_task(models.poll_forever(settings.poll_repository_s))
         stack.push_async_callback(_cancelled, poller)
+        running._poller = poller
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -96,3 +96,18 @@ def test_without_the_cli_extra_other_commands_say_what_to_install() -> None:
     assert shown.returncode == 0
     assert "--grace-period" in shown.stdout
     assert "--no-default-model" in shown.stdout
+
+
+def test_a_bare_install_serves_with_several_workers(tmp_path: Path) -> None:
+    serve = start_serve(
+        "--host", "127.0.0.1", "--port", "0", "--workers", "2",
+        launcher=("-c", BARE), default_rest_port=True,
+    )  # fmt: skip
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{serve.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=10
+            )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert stop_serve(serve) == 0

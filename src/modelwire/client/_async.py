@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TypeVar
@@ -18,6 +19,7 @@ from modelwire.client._common import (
     ImageInput,
     Tensors,
     TextExample,
+    Watched,
     classify_request,
     classify_text_request,
     classify_text_stream_requests,
@@ -375,12 +377,19 @@ class AsyncClient(ClientBase):
         dataset held already, and each refused example with its reason. Sending the same
         upload again with the same `idempotency_key` (after a broken stream) answers as
         one upload would have."""
+        requests = Watched(upload_requests(dataset, examples, idempotency_key))
         try:
             reply: datasets_pb2.UploadExamplesResponse = await self._datasets.UploadExamples(
-                upload_requests(dataset, examples, idempotency_key)
+                iter(requests)
             )
         except grpc.RpcError as error:
+            if requests.error is not None:
+                raise requests.error from None
             raise translate(error, self.target) from None
+        except asyncio.CancelledError:
+            if requests.error is not None:  # grpc.aio cancels the call it could not feed
+                raise requests.error from None
+            raise
         return reply
 
     async def export_examples(

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import grpc
 import numpy as np
@@ -17,6 +18,8 @@ from modelwire.datatypes import DATATYPES, datatype_of, to_raw, unpack_bytes
 from modelwire.errors import InvalidInput, ModelwireError, error_for_status
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+T = TypeVar("T")
 
 #: Tensors by name; BYTES tensors are numpy object arrays of bytes (str is sent as UTF-8).
 Tensors = dict[str, np.ndarray]
@@ -117,6 +120,23 @@ def upload_requests(
                 else str(example.image)
             )
         yield message
+
+
+class Watched(Generic[T]):
+    """The requests of a client stream, with the first exception their iterator raised
+    (a file that cannot be read, say): grpc shows it only as a failed call (blocking) or
+    a cancelled one (asyncio), and the caller should see the exception itself."""
+
+    def __init__(self, requests: Iterable[T]) -> None:
+        self._requests = requests
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Iterator[T]:
+        try:
+            yield from self._requests
+        except Exception as error:
+            self.error = error
+            raise
 
 
 def result(reply: inference_pb2.ClassifyResponse) -> ClassificationResult:

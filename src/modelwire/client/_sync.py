@@ -22,6 +22,7 @@ from modelwire.client._common import (
     ImageInput,
     Tensors,
     TextExample,
+    Watched,
     classify_request,
     classify_text_request,
     classify_text_stream_requests,
@@ -381,11 +382,14 @@ class Client(ClientBase):
         dataset held already, and each refused example with its reason. Sending the same
         upload again with the same `idempotency_key` (after a broken stream) answers as
         one upload would have."""
+        requests = Watched(upload_requests(dataset, examples, idempotency_key))
         try:
             reply: datasets_pb2.UploadExamplesResponse = self._datasets.UploadExamples(
-                upload_requests(dataset, examples, idempotency_key)
+                iter(requests)
             )
         except grpc.RpcError as error:
+            if requests.error is not None:
+                raise requests.error from None
             raise translate(error, self.target) from None
         return reply
 

@@ -102,7 +102,12 @@ class Database:
             return
         names = {row[1] for row in self._sqlite.execute(f"PRAGMA table_info({table})")}
         if column not in names:
-            self._sqlite.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            try:
+                self._sqlite.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            except sqlite3.OperationalError as error:
+                # Another process (a worker of `serve --workers`) added it meanwhile.
+                if "duplicate column" not in str(error):
+                    raise
             self._sqlite.commit()
 
     def begin_write(self, *, exclusive: bool = False) -> None:

@@ -427,7 +427,7 @@ class ModelManager:
             opened = await loop.run_in_executor(
                 self._executor, open_version, folder.source(served.version), self._options
             )
-        except InvalidInput as error:
+        except ModelwireError as error:  # InvalidInput, or an extra that is missing
             served.state, served.reason = VersionState.FAILED, error.message
             log.warning(
                 "model %s version %d failed: %s", folder.name, served.version, error.message

@@ -68,9 +68,14 @@ def supervise(settings: Settings) -> None:
     metrics_dir.mkdir()
     reserved: list[socket.socket] = []
     try:
+        from modelwire.assembly import rest_gateway_port
+
         update: dict[str, Any] = {"port": _reserve(settings.hosts, settings.port, reserved)}
-        if settings.rest_port is not None:
-            update["rest_port"] = _reserve(settings.hosts, settings.rest_port, reserved)
+        # None where the REST extra is missing and --rest-port was not given.
+        rest_port = rest_gateway_port(settings)
+        update["rest_port"] = None
+        if rest_port is not None:
+            update["rest_port"] = _reserve(settings.hosts, rest_port, reserved)
         for name in ("metrics_port", "health_port"):
             if (port := getattr(settings, name)) is not None:
                 update[name] = _reserve(settings.hosts, port, reserved)

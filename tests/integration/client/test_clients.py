@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,6 +134,8 @@ def test_datasets_round_trip(client: Any) -> None:
     assert sorted(e.label for e in exported) == ["1", "2"]
     with pytest.raises(InvalidInput, match="kind must be one of"):
         client.create_dataset(f"{name}-x", kind="video")
+    with pytest.raises(FileNotFoundError):  # the example's file, read while uploading
+        client.upload_examples(name, [Example("3", Path("/nonexistent/three.png"))])
     client.delete_dataset(name)
     with pytest.raises(NotFound):
         client.get_dataset(name)

@@ -279,6 +279,8 @@ class TrainingJobs:
         examples = await self._datasets.run(
             lambda: list(self._datasets.store.examples(config.dataset))
         )
+        if cancel.is_set():
+            raise Cancelled
         labels = sorted({example.label for example in examples})
         check_dataset(
             {label: sum(e.label == label for e in examples) for label in labels},
@@ -287,7 +289,7 @@ class TrainingJobs:
         vectors = None
         if config.text:
             vectors = work / "vectors.npy"
-            np.save(vectors, await self._vectors(config.embedding_model, examples))
+            np.save(vectors, await self._vectors(config.embedding_model, examples, cancel))
         spec = TrainerSpec(
             examples=[(example.path, example.label) for example in examples],
             labels=labels,
@@ -326,12 +328,16 @@ class TrainingJobs:
         job.version, job.promoted = await self._publish(config, output)
         await self._finish(job, JobState.SUCCEEDED, "")
 
-    async def _vectors(self, model: str, examples: Sequence[Example]) -> np.ndarray:
+    async def _vectors(
+        self, model: str, examples: Sequence[Example], cancel: asyncio.Event
+    ) -> np.ndarray:
         """The examples' texts embedded by `model` (through its batcher, so serving
-        goes on between the chunks)."""
+        goes on between the chunks); Cancelled between chunks once `cancel` is set."""
         assert self._embed is not None  # checked when the job started
         chunks = []
         for start in range(0, len(examples), EMBED_BATCH):
+            if cancel.is_set():
+                raise Cancelled
             part = examples[start : start + EMBED_BATCH]
             texts = await self._datasets.run(
                 lambda part=part: [e.path.read_text(encoding="utf-8") for e in part]
@@ -394,7 +400,7 @@ class TrainingJobs:
         run here."""
         now = self.clock()
         for job, lease in await self._datasets.run(self._store.unfinished):
-            if job.id in self._jobs:
+            if job.id in self._jobs or job.finished:
                 continue
             if lease is not None and not _owner_gone(lease, now, self.LEASE_S):
                 continue  # a live server has it

@@ -90,15 +90,16 @@ class Trainer:
         assert process.stderr is not None
         stderr = asyncio.create_task(process.stderr.read())
         cancelled = asyncio.create_task(cancel.wait())
+        reading = asyncio.create_task(_read_epochs(process.stdout, on_epoch))
         try:
-            reading = asyncio.create_task(_read_epochs(process.stdout, on_epoch))
             await asyncio.wait({reading, cancelled}, return_when=asyncio.FIRST_COMPLETED)
             if cancel.is_set():
-                reading.cancel()
                 raise Cancelled
             await reading
             code = await process.wait()
         except BaseException:
+            # No epoch is reported after this: the job is being ended by its caller.
+            reading.cancel()
             await _stop(process)
             stderr.cancel()
             raise

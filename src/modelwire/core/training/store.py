@@ -73,25 +73,33 @@ class JobStore:
         return [Job.from_json(record) for (record,) in rows]
 
     def counts(self) -> dict[JobState, int]:
-        """Jobs per state, every state named (0 for none)."""
+        """Jobs per state, every state named (0 for none). Rows an older version wrote
+        since the schema was upgraded (servers upgraded one at a time) have no state
+        column value: their records say."""
         counted = dict.fromkeys(JobState, 0)
         rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
         for state, count in rows:
-            counted[JobState(state)] = int(count)
+            if state is not None:
+                counted[JobState(state)] += int(count)
+        older = self._db.execute("SELECT record FROM jobs WHERE state IS NULL").fetchall()
+        for (record,) in older:
+            counted[Job.from_json(record).state] += 1
         return counted
 
     def unfinished(self) -> list[tuple[Job, Lease | None]]:
-        """The unfinished jobs, oldest first, each with its lease (None: none)."""
+        """The unfinished jobs, oldest first, each with its lease (None: none), and the
+        rows without a state column value (an older version's: read their records)."""
         rows = self._db.execute(
             "SELECT j.record, l.owner, l.heartbeat FROM jobs j "
-            "LEFT JOIN job_leases l ON l.id = j.id WHERE j.state IN (?, ?) "
-            "ORDER BY j.created",
+            "LEFT JOIN job_leases l ON l.id = j.id "
+            "WHERE j.state IN (?, ?) OR j.state IS NULL ORDER BY j.created",
             _UNFINISHED,
         ).fetchall()
-        return [
+        found = [
             (Job.from_json(record), None if owner is None else Lease(owner, heartbeat))
             for record, owner, heartbeat in rows
         ]
+        return [(job, lease) for job, lease in found if not job.finished]
 
     # --- leases ---------------------------------------------------------------------
 

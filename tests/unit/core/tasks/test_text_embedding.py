@@ -13,6 +13,8 @@ import pytest
 from tokenizers import Tokenizer
 
 from modelwire.core.images import DEFAULT_LIMITS
+from modelwire.core.inference import InferenceEngine
+from modelwire.core.models import ModelState
 from modelwire.core.opening import Opened, OpenOptions, open_version
 from modelwire.core.plane import run_batch
 from modelwire.core.repository import read_model_folder
@@ -159,3 +161,16 @@ def test_without_the_text_extra_the_load_says_what_to_install(
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # as if it were not installed
     with pytest.raises(FailedPrecondition, match=r"pip install 'modelwire\[text\]'"):
         _open(text_repository / "minilm")
+
+
+async def test_without_the_text_extra_a_served_text_model_fails_with_the_reason(
+    text_repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tokenizers", None)
+    engine = await InferenceEngine.start([text_repository], threads=1)
+    try:
+        status = engine.models.status("minilm")
+        assert status.state == ModelState.FAILED
+        assert "pip install 'modelwire[text]'" in status.reason
+    finally:
+        await engine.close()

@@ -266,3 +266,28 @@ async def test_records_of_an_older_version_get_their_state_column(server: Server
     counts = await server.datasets.run(server.stores[0].counts)
     assert counts[JobState.SUCCEEDED] == 1
     await jobs.close()
+
+
+async def test_rows_an_older_server_writes_after_the_upgrade_are_read_by_their_records(
+    server: Server,
+) -> None:
+    """Servers sharing a database are upgraded one at a time: an older one keeps writing
+    rows without the state column."""
+    jobs = await server.jobs(max_running=0)
+    database = server.datasets.store.open_database()
+    queued = Job("older-queued", CONFIG)
+    finished = Job("older-done", CONFIG, state=JobState.SUCCEEDED, version=2)
+    for job in (queued, finished):
+        database.execute(
+            "INSERT INTO jobs (id, created, record) VALUES (?, ?, ?)",
+            (job.id, job.created, job.to_json()),
+        )
+    database.close()
+    counts = await server.datasets.run(server.stores[0].counts)
+    assert (counts[JobState.QUEUED], counts[JobState.SUCCEEDED]) == (1, 1)
+    unfinished = await server.datasets.run(server.stores[0].unfinished)
+    assert [job.id for job, _ in unfinished] == ["older-queued"]
+    await jobs.maintain_once()  # no lease: adopted (it will not run: no runners here)
+    assert "older-done" not in [j.id for j in await jobs.list_jobs() if not j.finished]
+    assert (await jobs.get("older-queued")).state == JobState.QUEUED
+    await jobs.close()
