@@ -17,7 +17,6 @@ import json
 import logging
 import sys
 import threading
-import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import TextIO
@@ -54,20 +53,6 @@ class TextFormatter(logging.Formatter):
     def __init__(self, worker: int | None = None) -> None:
         where = "" if worker is None else f"[worker {worker}] "
         super().__init__(f"%(asctime)s %(levelname)s {where}%(message)s")
-
-    #: The last second formatted, and its text (one tuple: read and replaced whole).
-    _second: tuple[int, str] = (-1, "")
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        """logging's own "2026-12-02 04:37:34,123", with the second's text made once
-        per second instead of once per line (localtime and strftime for every call's
-        access line were a measurable part of the log writer's time)."""
-        whole = int(record.created)
-        second, text = self._second
-        if second != whole:
-            text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(whole))
-            self._second = (whole, text)
-        return f"{text},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)

@@ -149,13 +149,3 @@ def test_info_lines_are_written_within_the_flush_interval_without_a_stop() -> No
     assert stream.written.wait(30)
     assert stream.getvalue().endswith(" 1\n")
     writer.stop()
-
-
-def test_text_lines_carry_the_time_as_logging_writes_it() -> None:
-    """The second's text is made once per second; every line reads as logging's own."""
-    ours = TextFormatter()
-    logging_own = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    for created in (1764650254.0, 1764650254.9994, 1764650255.0005, 1764650255.5, 0.25):
-        record = logging.LogRecord("modelwire", logging.INFO, __file__, 1, "hi", None, None)
-        record.created, record.msecs = created, (created - int(created)) * 1000
-        assert ours.format(record) == logging_own.format(record)
