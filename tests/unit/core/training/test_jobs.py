@@ -224,10 +224,15 @@ async def test_a_cancel_made_through_another_server_reaches_the_owner(
     started = await owner.start(CONFIG)
     await until(owner, started.id, lambda job: job.epoch == 1)
     asking = asyncio.create_task(other.cancel(started.id))
+    store = server.stores[1]  # the other server's: where its request is written
+
+    async def requested() -> bool:
+        return started.id in await server.datasets.run(store.cancel_requests)
+
     async with asyncio.timeout(30):
-        while not (await owner.get(started.id)).finished:
-            await owner.maintain_once()  # what its heartbeat does every few seconds
-            await asyncio.sleep(0.05)
+        while not await requested():  # a database row: no event tells of it
+            await asyncio.wait({asking}, timeout=0.05)
+    await owner.maintain_once()  # what the owner's heartbeat does every few seconds
     seen = await asking
     assert (seen.state, seen.reason) == (JobState.CANCELLED, "cancelled while running")
     for jobs in (owner, other):
