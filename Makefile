@@ -59,6 +59,7 @@ bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	$(BIN)/python benchmarks/speech.py
 	$(BIN)/python benchmarks/ocr.py
 	$(BIN)/python benchmarks/edge.py
+	sh benchmarks/image_size.sh $(BIN)/python
 	$(BIN)/python benchmarks/data_and_training.py
 	$(BIN)/python benchmarks/workers.py
 	$(BIN)/python benchmarks/plane_regression.py
