@@ -17,7 +17,10 @@ answered call, from /proc, so the client's cost stays out of it. Rows:
   `modelwire bench` (h2load cannot hold a stream open);
 - unless --skip-resnet: a ResNet-18-shaped network (random weights) at 1 and 32 in
   flight, its tensor through ModelInfer and a 224x224 JPEG through Classify, against raw
-  ONNX Runtime at batch 1 in-process (for the JPEG, decode and preprocessing counted).
+  ONNX Runtime at batch 1 in-process (for the JPEG, decode and preprocessing counted);
+  and the echo server answering the same requests from the same client at 1 in flight,
+  the bare round trip. At 1 in flight a call is the round trip, then the run, so the most
+  a served call can reach there is 1 / (1/raw + 1/echo): the rows give that ceiling too.
 Every point runs `--repeat` times, interleaved; medians count. Calls that failed are
 counted from the server's own metrics and must be none. Writes
 benchmarks/results/per_call.json and prints Markdown tables.
@@ -236,19 +239,23 @@ def resnet_points(work: Path, duration: float, repeat: int) -> dict[str, Any]:
             "--no-default-model", "--data-dir", str(work / "resnet-data"),
         ]
     )  # fmt: skip
+    echo, echo_target = start([sys.executable, "-m", "modelwire.bench.echo", "--port", "0"])
     rows: dict[str, Point] = {}
     try:
         load(target, work / "photo.npy", "resnet18", "oip", 1, 1.0)  # warm-up
         for _ in range(repeat):
             for mode, payload in (("oip", "photo.npy"), ("unary", "photo.jpg")):
-                for n in (1, 32):
-                    run = load(target, work / payload, "resnet18", mode, n, duration)
-                    title = "OIP ModelInfer, tensor" if mode == "oip" else "Classify, JPEG"
-                    found = rows.setdefault(f"{mode}-{n}", Point(title))
+                title = "OIP ModelInfer, tensor" if mode == "oip" else "Classify, JPEG"
+                points = [(target, n, f"{mode}-{n}", title) for n in (1, 32)]
+                points.append((echo_target, 1, f"echo-{mode}-1", f"echo server, {title}"))
+                for address, n, key, name in points:
+                    run = load(address, work / payload, "resnet18", mode, n, duration)
+                    found = rows.setdefault(key, Point(name))
                     found.rates.append(run["throughput_per_s"])
                     found.p50_ms.append(run["p50_ms"])
     finally:
         stop(server)
+        stop(echo)
     return {
         "raw_batch_1": raw,
         "raw_jpeg_batch_1": raw_jpeg,
@@ -343,12 +350,29 @@ def report(results: dict[str, Any]) -> None:
         r = results["resnet18"]
         print(f"\nResNet-18 shape: raw ONNX Runtime batch 1 {r['raw_batch_1']:.1f}/s, with JPEG "
               f"decode and preprocessing {r['raw_jpeg_batch_1']:.1f}/s")  # fmt: skip
-        print("\n| API | in flight | req/s | x raw | p50 ms |\n|---|---|---|---|---|")
-        for key, row in r["served"].items():
-            base = r["raw_batch_1"] if key.startswith("oip") else r["raw_jpeg_batch_1"]
+        served = r["served"]
+        print(
+            "\n| API | in flight | req/s | x raw | x ceiling (raw run + echo round trip) | "
+            "p50 ms |\n|---|---|---|---|---|---|"
+        )
+        for key, row in served.items():
+            if key.startswith("echo-"):
+                continue
+            mode, n = key.split("-")
+            base = r["raw_batch_1"] if mode == "oip" else r["raw_jpeg_batch_1"]
+            ceiling = ""
+            if n == "1":
+                echo = served[f"echo-{mode}-1"]["throughput_per_s"]
+                ceiling = f"{row['throughput_per_s'] * (1 / base + 1 / echo):.2f}"
             print(
-                f"| {row['title']} | {key.split('-')[1]} | {row['throughput_per_s']:.1f} | "
-                f"{row['throughput_per_s'] / base:.2f} | {row['p50_ms']:.1f} |"
+                f"| {row['title']} | {n} | {row['throughput_per_s']:.1f} | "
+                f"{row['throughput_per_s'] / base:.2f} | {ceiling} | {row['p50_ms']:.1f} |"
+            )
+        for mode in ("oip", "unary"):
+            echo_row = served[f"echo-{mode}-1"]
+            print(
+                f"| {echo_row['title']} | 1 | {echo_row['throughput_per_s']:.1f} | | | "
+                f"{echo_row['p50_ms']:.2f} |"
             )
 
 

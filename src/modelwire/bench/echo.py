@@ -1,7 +1,8 @@
 """A bare grpc.aio server that answers at once with a fixed result: the transport
 ceiling of Python gRPC on this machine, for benchmarks to compare with. It answers
 InferenceService's Classify and ClassifyStream, and the Open Inference Protocol's
-ModelInfer (with the digits model's answer: FP32 logits [1, 10]).
+ModelInfer (with the digits model's answer: FP32 logits [1, 10]) and ModelMetadata (any
+model: one FP32 input named "input"), so `modelwire bench --mode oip` can load it too.
 
     python -m modelwire.bench.echo --port 0     # prints "echo listening on 127.0.0.1:PORT"
 """
@@ -36,6 +37,18 @@ INFER_ANSWER = oip.ModelInferResponse(
 
 
 class EchoInferServicer(oip_grpc.GRPCInferenceServiceServicer):
+    async def ModelMetadata(
+        self, request: oip.ModelMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> oip.ModelMetadataResponse:
+        tensor = oip.ModelMetadataResponse.TensorMetadata
+        return oip.ModelMetadataResponse(
+            name=request.name,
+            versions=["1"],
+            platform="echo",
+            inputs=[tensor(name="input", datatype="FP32", shape=[-1])],
+            outputs=[tensor(name="logits", datatype="FP32", shape=[-1, 10])],
+        )
+
     async def ModelInfer(
         self, request: oip.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> oip.ModelInferResponse:

@@ -126,8 +126,10 @@ def test_bench_against_the_echo_server(tmp_path: Path) -> None:
         line = echo.stdout.readline()
         assert line.startswith("echo listening on 127.0.0.1:")
         target = line.rsplit(" ", 1)[1].strip()
-        for mode in ("unary", "stream"):
-            summary = bench(target, image, "--mode", mode)
+        tensor = tmp_path / "tensor.npy"
+        np.save(tensor, np.zeros((1, 3, 224, 224), np.float32))
+        for mode, payload in (("unary", image), ("stream", image), ("oip", tensor)):
+            summary = bench(target, payload, "--mode", mode)
             assert isinstance(summary["ok"], int)
             assert summary["ok"] > 0
             assert summary["errors"] == {}
