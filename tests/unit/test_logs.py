@@ -11,7 +11,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from modelwire.logs import JsonFormatter, TextFormatter, _Writer, configure_logging, stop_logging
+from modelwire import logs
+from modelwire.logs import (
+    ACCESS_LOGGER,
+    CallLine,
+    JsonFormatter,
+    TextFormatter,
+    _Writer,
+    configure_logging,
+    log_call,
+    stop_logging,
+)
 
 
 @pytest.fixture
@@ -149,3 +159,83 @@ def test_info_lines_are_written_within_the_flush_interval_without_a_stop() -> No
     assert stream.written.wait(30)
     assert stream.getvalue().endswith(" 1\n")
     writer.stop()
+
+
+class _Keeping(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+CALL = ("/inference.GRPCInferenceService/ModelInfer", "OK", 0.0012345, "ipv4:1.2.3.4:5", "ab12")
+
+
+@pytest.mark.parametrize(
+    "formatter",
+    [TextFormatter(), TextFormatter(worker=3), JsonFormatter(), JsonFormatter(worker=3)],
+    ids=["text", "text-worker", "json", "json-worker"],
+)
+def test_a_calls_line_formats_as_its_record_would(
+    restore_root: None, formatter: TextFormatter | JsonFormatter
+) -> None:
+    keeping = _Keeping()
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.addHandler(keeping)  # a handler of the user's: real records
+    access.setLevel(logging.INFO)
+    try:
+        log_call(*CALL)
+    finally:
+        access.removeHandler(keeping)
+        access.setLevel(logging.NOTSET)
+    (record,) = keeping.records
+    line = CallLine(record.created, *CALL)
+    assert formatter.format_call(line) == formatter.format(record)
+    for created in (1_700_000_000.0, 1_700_000_000.9996, 1_700_000_001.25):
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        line = line._replace(created=created)
+        assert formatter.format_call(line) == formatter.format(record)
+
+
+def test_call_lines_skip_the_record_only_when_nothing_else_would_see_them(
+    restore_root: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("json")
+    queued: list[object] = []
+    with pytest.MonkeyPatch.context() as patch:
+        writer = logs._writer
+        assert writer is not None
+        original = writer.add
+
+        def add(item: logging.LogRecord | CallLine | None) -> None:
+            queued.append(item)
+            original(item)
+
+        patch.setattr(writer, "add", add)
+        log_call(*CALL)
+        keeping = _Keeping()
+        access = logging.getLogger(ACCESS_LOGGER)
+        access.addHandler(keeping)
+        try:
+            log_call(*CALL)
+        finally:
+            access.removeHandler(keeping)
+        logging.getLogger("modelwire").addFilter(lambda record: True)  # not on the way
+        access.setLevel(logging.WARNING)
+        try:
+            log_call(*CALL)  # below the level: no line at all
+        finally:
+            access.setLevel(logging.NOTSET)
+    stop_logging()
+    assert isinstance(queued[0], CallLine)  # nothing else on the way: the fields alone
+    assert isinstance(queued[1], logging.LogRecord)  # a user's handler: a real record
+    assert len(queued) == 2
+    assert len(keeping.records) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    calls = [line for line in lines if line["logger"] == ACCESS_LOGGER]
+    assert len(calls) == 2
+    assert calls[0] == {**calls[1], "time": calls[0]["time"]}
+    assert calls[0]["duration_ms"] == 1.234
+    assert calls[0]["message"].endswith(" OK 1.2ms")

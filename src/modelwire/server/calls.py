@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
@@ -29,14 +28,13 @@ import grpc
 
 from modelwire.core.tokens import TokenStore
 from modelwire.errors import ModelwireError, NotReady
+from modelwire.logs import log_call
 from modelwire.metrics import ServerMetrics
 from modelwire.request_ids import request_id_for
 from modelwire.server.status import Context, abort_for, request_id, status_code
 from modelwire.tracing import Tracing
 
 __all__ = ["ANY_ROLE", "OPEN", "ROLES", "CallGuard", "required_role"]
-
-access_log = logging.getLogger("modelwire.access")
 
 OPEN = "open"
 ANY_ROLE = "any"
@@ -343,19 +341,7 @@ class _Call:
             method.in_flight.dec()
             method.answered(code).inc()
             method.seconds.observe(seconds)
-        access_log.info(
-            "%s %s %.1fms",
-            method.name,
-            code,
-            seconds * 1000,
-            extra={
-                "method": method.name,
-                "code": code,
-                "duration_ms": round(seconds * 1000, 3),
-                "peer": self._peer,
-                "request_id": self.id,
-            },
-        )
+        log_call(method.name, code, seconds, self._peer, self.id)
 
 
 def _metadata(pairs: Sequence[tuple[str, Any]] | Mapping[str, Any] | None) -> dict[str, str]:
