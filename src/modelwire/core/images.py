@@ -294,7 +294,7 @@ def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> np.ndarray:
         chunks.extend(members[start : start + size] for start in range(0, len(members), size))
     cleaned = np.empty((len(images), spec.height, spec.width), dtype=np.float32)
     for indices in chunks:
-        stack = np.stack([np.asarray(shrunk[i], dtype=np.float32) for i in indices])
+        stack = _grey_stack([shrunk[i] for i in indices])
         if spec.polarity == "light-on-dark":
             dark_ink = _border(stack).mean(axis=1) > stack.mean(axis=(1, 2))
             stack[dark_ink] = 255.0 - stack[dark_ink]
@@ -309,10 +309,33 @@ def _clean_paper(images: list[Image.Image], spec: Preprocessing) -> np.ndarray:
         if not spec.crop_to_content:
             cleaned[indices] = _resize_levels(stack, spec)
             continue
-        for position, index in enumerate(indices):
-            square = _crop_to_content(stack[position], ink_rows[position], ink_cols[position])
-            cleaned[index] = _resize_levels(square[None], spec)[0]
+        squares = [
+            _crop_to_content(stack[position], ink_rows[position], ink_cols[position])
+            for position in range(len(indices))
+        ]
+        if len(squares) == 1:
+            cleaned[indices[0]] = _resize_levels(squares[0][None], spec)[0]
+            continue
+        sides: dict[tuple[int, ...], list[int]] = {}  # squares of one side resize together
+        for position, square in enumerate(squares):
+            sides.setdefault(square.shape, []).append(position)
+        for same_side in sides.values():
+            resized = _resize_levels(np.stack([squares[p] for p in same_side]), spec)
+            cleaned[[indices[p] for p in same_side]] = resized
     return cleaned
+
+
+def _grey_stack(images: list[Image.Image]) -> np.ndarray:
+    """[N, H, W] float32 grey levels of pictures of one size. 8-bit grey ones are pasted
+    one under another and read out at once: reading a Pillow image into numpy is a
+    tobytes call each, which costs more than these small pictures' arithmetic."""
+    width, height = images[0].size
+    if len(images) == 1 or any(image.mode != "L" for image in images):
+        return np.stack([np.asarray(image, dtype=np.float32) for image in images])
+    sheet = Image.new("L", (width, height * len(images)))
+    for position, image in enumerate(images):
+        sheet.paste(image, (0, position * height))
+    return np.asarray(sheet, dtype=np.float32).reshape(len(images), height, width)
 
 
 def _resize_levels(stack: np.ndarray, spec: Preprocessing) -> np.ndarray:

@@ -163,6 +163,8 @@ def test_a_batch_equals_its_images_one_by_one() -> None:
         digit_picture(images[3], margin=40),
         digit_picture(images[4], dark_on_light=True),  # same size as the first two
         Image.new("L", (64, 64), 128),  # blank paper: nothing to crop
+        digit_picture(images[0]),  # crops to the first one's square: resized with it
+        digit_picture(images[1], dark_on_light=True),
     ]
     decoded = [decode(encode(p, "PNG")) for p in pictures]
     for spec in (DIGITS_LIKE, Preprocessing(width=16, height=12, channels=3, layout="NHWC")):
