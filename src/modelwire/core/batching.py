@@ -3,7 +3,9 @@
 Callers `await submit(item, key=..., rows=...)`. One worker task per batcher waits for the
 first item, then for a free slot (at most `concurrency` batches run at once), then
 gathers until the batch is full (`max_batch_size` rows) or `max_queue_delay_s` has passed
-since the first item was queued, and hands the batch to `run_batch` in the executor. A
+since the first item was queued, and hands the batch to `run_batch` in the executor: the
+thread posts the results back to the loop in one callback (no task per batch, and no
+future chained to another), which hands them out. A
 batch holds items of one key only (tensors whose non-batch dims agree): the first queued
 item's; the others wait, in order, for a batch of their own. Items whose callers have
 gone (cancelled, or past their deadline, which grpc turns into a cancel) are dropped
@@ -110,7 +112,10 @@ class Batcher(Generic[T, R]):
         self._queued_rows = 0
         self._arrived = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
-        self._running: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+        self._running = 0  # batches handed to the executor and not yet finished
+        self._finished = asyncio.Event()  # set while none is running
+        self._finished.set()
         self._closed = False
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=name)
 
@@ -164,8 +169,7 @@ class Batcher(Generic[T, R]):
             if not pending.future.done():
                 pending.future.set_exception(NotReady(f"{self.name} was unloaded: retry"))
         self._queued_rows = 0
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        await self._finished.wait()
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
@@ -183,9 +187,7 @@ class Batcher(Generic[T, R]):
             if not batch:
                 self._slots.release()
                 continue
-            task = loop.create_task(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._start(batch, loop)
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until the batch is full or the first item has waited long enough."""
@@ -228,39 +230,64 @@ class Batcher(Generic[T, R]):
         self._queue = kept
         return batch
 
-    async def _run(self, batch: list[_Pending[T, R]]) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        run = _Run(started)
-        phases = run.phases
+    def _start(self, batch: list[_Pending[T, R]], loop: asyncio.AbstractEventLoop) -> None:
+        run = _Run(loop.time())
+        self._running += 1
+        self._finished.clear()
         try:
-            results = await loop.run_in_executor(
-                self._executor, self._run_batch, [p.item for p in batch], phases
-            )
-            run.finished = loop.time()
-            for pending in batch:
-                pending.run = run
+            self._executor.submit(self._run_in_thread, batch, run)
+        except RuntimeError as error:  # the executor is shut down: the engine is closing
+            self._finish(batch, run, (), error)
+
+    def _run_in_thread(self, batch: list[_Pending[T, R]], run: _Run) -> None:
+        """Run the batch (in the executor's thread), then post its results to the loop."""
+        results: Sequence[R | BaseException] = ()
+        error: Exception | None = RuntimeError(f"{self.name}: the batch did not finish")
+        try:
+            results = self._run_batch([p.item for p in batch], run.phases)
+            error = None
             if len(results) != len(batch):
-                raise RuntimeError(
+                error = RuntimeError(
                     f"{self.name}: batch of {len(batch)} returned {len(results)} results"
                 )
-        except Exception as error:
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
-        else:
-            for pending, result in zip(batch, results, strict=True):
-                if pending.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    pending.future.set_exception(result)
-                else:
-                    pending.future.set_result(result)
+        except Exception as caught:
+            error = caught
+        finally:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                self._loop.call_soon_threadsafe(self._finish, batch, run, results, error)
+
+    def _finish(
+        self,
+        batch: list[_Pending[T, R]],
+        run: _Run,
+        results: Sequence[R | BaseException],
+        error: Exception | None,
+    ) -> None:
+        """On the loop: each caller still waiting gets its result or the batch's error."""
+        run.finished = self._loop.time()
+        for pending in batch:
+            pending.run = run
+        try:
+            if error is not None:
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(error)
+            else:
+                for pending, result in zip(batch, results, strict=True):
+                    if pending.future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        pending.future.set_exception(result)
+                    else:
+                        pending.future.set_result(result)
         finally:
             if self._observer is not None:
-                waits = [started - p.queued_at for p in batch]
-                self._observer(len(batch), waits, loop.time() - started, phases)
+                waits = [run.started - p.queued_at for p in batch]
+                self._observer(len(batch), waits, run.finished - run.started, run.phases)
             self._slots.release()
             self.stats.batches += 1
             self.stats.items += len(batch)
             self.stats.sizes[len(batch)] += 1
+            self._running -= 1
+            if not self._running:
+                self._finished.set()

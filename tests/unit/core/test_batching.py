@@ -186,3 +186,15 @@ async def test_close_refuses_new_work_and_fails_the_queue(executor: ThreadPoolEx
         await queued
     with pytest.raises(NotReady):
         await batcher.submit(2)
+
+
+async def test_a_shut_executor_fails_the_batch_and_close_still_returns() -> None:
+    pool = ThreadPoolExecutor(1)
+    batcher = make(lambda items: items, pool)
+    assert await batcher.submit(3) == 3
+    pool.shutdown(wait=True)
+    with pytest.raises(RuntimeError, match="shutdown"):
+        await batcher.submit(4)
+    async with asyncio.timeout(30):
+        await batcher.close()  # nothing is left counted as running
+    assert batcher.stats.batches == 2
