@@ -7,7 +7,8 @@ The server-bound rows use h2load (nghttp2's C load generator: Debian's nghttp2-c
 which costs the two shared cores far less than a Python client: gRPC calls are framed by
 hand (a 0 byte, the length, the message) over HTTP/2, REST calls go over HTTP/1.1 with
 one connection per call in flight. Each row also gives the server's own CPU time per
-answered call, from /proc, so the client's cost stays out of it. Rows:
+answered call, from /proc, so the client's cost stays out of it, and how much of that
+its event loop's thread spent (the GIL lets one thread run Python at a time). Rows:
 - OIP ModelInfer of the digits model's FP32 tensor [1, 1, 8, 8], 32 in flight, against
   the bare grpc.aio echo server (`modelwire.bench.echo`) answering the same request;
 - Classify of the 28x28 digit PNG, 64 in flight, against the echo server;
@@ -104,6 +105,7 @@ class Point:
         self.title = title
         self.rates: list[float] = []
         self.cpu_ms: list[float] = []
+        self.loop_cpu_ms: list[float] = []
         self.p50_ms: list[float] = []
 
     def summary(self) -> dict[str, Any]:
@@ -111,17 +113,21 @@ class Point:
         out["throughput_per_s"] = statistics.median(self.rates)
         if self.cpu_ms:
             out["server_cpu_ms_per_call"] = statistics.median(self.cpu_ms)
+        if self.loop_cpu_ms:
+            out["loop_thread_cpu_ms_per_call"] = statistics.median(self.loop_cpu_ms)
         if self.p50_ms:
             out["p50_ms"] = statistics.median(self.p50_ms)
         return out
 
 
 def measured(pid: int, point: Point, *h2load_args: Any) -> None:
-    """One h2load run into `point`, with the CPU time process `pid` spent on it."""
-    before = cpu_seconds(pid)
+    """One h2load run into `point`, with the CPU time process `pid`, and its main thread
+    (the event loop), spent on it."""
+    before, loop_before = cpu_seconds(pid), cpu_seconds(pid, pid)
     rate, answered = h2load(*h2load_args)
     point.rates.append(rate)
     point.cpu_ms.append((cpu_seconds(pid) - before) * 1e3 / max(1, answered))
+    point.loop_cpu_ms.append((cpu_seconds(pid, pid) - loop_before) * 1e3 / max(1, answered))
 
 
 def digit_bodies(work: Path) -> dict[str, Path]:
@@ -314,7 +320,10 @@ def report(results: dict[str, Any]) -> None:
         return float(d[key]["throughput_per_s"])
 
     print(f"\n{results['machine']}, commit {results['commit']}, medians of {results['repeat']}")
-    print("\n| row | in flight | req/s | ratio | server CPU ms/call |\n|---|---|---|---|---|")
+    print(
+        "\n| row | in flight | req/s | ratio | server CPU ms/call | of which the loop's thread |"
+        "\n|---|---|---|---|---|---|"
+    )
     rows = [
         ("infer-echo", 32, "", None),
         ("infer", 32, "x echo", "infer-echo"),
@@ -340,9 +349,10 @@ def report(results: dict[str, Any]) -> None:
                 value = 1 / value
             ratio = f"{label} {value:.2f}"
         cpu = d[key].get("server_cpu_ms_per_call")
+        loop = d[key].get("loop_thread_cpu_ms_per_call")
         print(
             f"| {d[key]['title']} | {n} | {rate(key):,.0f} | {ratio} | "
-            f"{'' if cpu is None else f'{cpu:.3f}'} |"
+            f"{'' if cpu is None else f'{cpu:.3f}'} | {'' if loop is None else f'{loop:.3f}'} |"
         )
     cpu_ratio = d["infer"]["server_cpu_ms_per_call"] / d["infer-echo"]["server_cpu_ms_per_call"]
     print(f"\nModelInfer server CPU per call: {cpu_ratio:.2f}x the echo server's")
