@@ -52,6 +52,7 @@ proto: $(VENV)/.dev-installed  ## regenerate src/modelwire/api from proto/
 bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	scripts/bench_tools.sh
 	$(BIN)/python benchmarks/per_call.py
+	$(BIN)/python benchmarks/hot_path.py
 	$(BIN)/python benchmarks/serve_latency.py
 	$(BIN)/python benchmarks/inference_throughput.py
 	$(BIN)/python benchmarks/grpc_vs_rest.py
