@@ -12,13 +12,15 @@ import logging
 import os
 import re
 
+from modelwire.logs import ACCESS_LOGGER
+
 __all__ = ["MAX_CHARS", "new_request_id", "request_id_for"]
 
 MAX_CHARS = 128
 
 _SAFE = re.compile(rf"[\x21-\x7e]{{1,{MAX_CHARS}}}")
 
-log = logging.getLogger("modelwire.access")
+log = logging.getLogger(ACCESS_LOGGER)
 
 
 def new_request_id() -> str:

@@ -117,7 +117,7 @@ class Batcher(Generic[T, R]):
         self._finished = asyncio.Event()  # set while none is running
         self._finished.set()
         self._closed = False
-        self._worker = asyncio.get_running_loop().create_task(self._work(), name=name)
+        self._worker = self._loop.create_task(self._work(), name=name)
 
     @property
     def closed(self) -> bool:

@@ -10,7 +10,6 @@ extension `admin`; health, the API docs and /metrics are open. A path not listed
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from typing import Any
@@ -19,13 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelwire.core.tokens import TokenStore
 from modelwire.errors import ModelwireError
+from modelwire.logs import access_log
 from modelwire.metrics import ServerMetrics
 from modelwire.request_ids import request_id_for
 from modelwire.rest.errors import http_code
 
 __all__ = ["CallMiddleware", "route_of"]
 
-access_log = logging.getLogger("modelwire.access")
 
 #: (pattern, route name for logs and metrics, role)
 _ROUTES = [
