@@ -222,7 +222,19 @@ def test_call_lines_skip_the_record_only_when_nothing_else_would_see_them(
             log_call(*CALL)
         finally:
             access.removeHandler(keeping)
-        logging.getLogger("modelwire").addFilter(lambda record: True)  # not on the way
+        parent = logging.getLogger("modelwire")
+
+        def refuse(record: logging.LogRecord) -> bool:
+            return False
+
+        # A parent's filter does not see propagated records (the stdlib's rule): the
+        # fields alone still; a filter on the access logger itself: a real record.
+        for logger in (parent, access):
+            logger.addFilter(refuse)
+            try:
+                log_call(*CALL)
+            finally:
+                logger.removeFilter(refuse)
         access.setLevel(logging.WARNING)
         try:
             log_call(*CALL)  # below the level: no line at all
@@ -231,11 +243,12 @@ def test_call_lines_skip_the_record_only_when_nothing_else_would_see_them(
     stop_logging()
     assert isinstance(queued[0], CallLine)  # nothing else on the way: the fields alone
     assert isinstance(queued[1], logging.LogRecord)  # a user's handler: a real record
-    assert len(queued) == 2
+    assert isinstance(queued[2], CallLine)
+    assert len(queued) == 3  # the access logger's filter refused its record
     assert len(keeping.records) == 1
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     calls = [line for line in lines if line["logger"] == ACCESS_LOGGER]
-    assert len(calls) == 2
+    assert len(calls) == 3
     assert calls[0] == {**calls[1], "time": calls[0]["time"]}
     assert calls[0]["duration_ms"] == 1.234
     assert calls[0]["message"].endswith(" OK 1.2ms")
