@@ -1,17 +1,18 @@
 """The dynamic batcher: many callers → one batched run → one result each.
 
-Callers `await submit(item, key=..., rows=...)`. One worker task per batcher waits for the
-first item, then for a free slot (at most `concurrency` batches run at once), then
-gathers until the batch is full (`max_batch_size` rows) or `max_queue_delay_s` has passed
-since the first item was queued, and hands the batch to `run_batch` in the executor: the
-thread posts the results back to the loop in one callback (no task per batch, and no
-future chained to another), which hands them out. A
-batch holds items of one key only (tensors whose non-batch dims agree): the first queued
-item's; the others wait, in order, for a batch of their own. Items whose callers have
-gone (cancelled, or past their deadline, which grpc turns into a cancel) are dropped
-before running. `run_batch` returns one result or one exception per item, so one bad
-input fails only its own caller; if it raises, or returns the wrong number of results,
-every caller of that batch gets the error.
+Callers `await submit(item, key=..., rows=...)`. A batch starts once a slot is free (at
+most `concurrency` batches run at once) and the queue holds `max_batch_size` rows, or
+`max_queue_delay_s` has passed since its first item was queued; it runs `run_batch` in
+the executor, whose thread posts the results back to the loop in one callback, which
+hands them out. Starting is a plain callback on the loop, scheduled when an item arrives
+or a batch finishes (or a timer, while a batch gathers): no task of its own wakes per
+item, no future is chained to another. A batch holds items of one key only (tensors
+whose non-batch dims agree): the first queued item's; the others wait, in order, for a
+batch of their own. Items whose callers have gone (cancelled, or past their deadline,
+which grpc turns into a cancel) are dropped before running. `run_batch` returns one
+result or one exception per item, so one bad input fails only its own caller; if it
+raises, or returns the wrong number of results, every caller of that batch gets the
+error.
 """
 
 from __future__ import annotations
@@ -110,14 +111,16 @@ class Batcher(Generic[T, R]):
         self.stats = BatchStats()
         self._queue: deque[_Pending[T, R]] = deque()
         self._queued_rows = 0
-        self._arrived = asyncio.Event()
-        self._slots = asyncio.Semaphore(concurrency)
+        self._free = concurrency  # batches that may start now
         self._loop = asyncio.get_running_loop()
+        #: The callback that starts the next batch, once scheduled; `_soon`: it runs in
+        #: the loop's next turn (else it is the timer of a gathering batch).
+        self._scheduled: asyncio.Handle | None = None
+        self._soon = False
         self._running = 0  # batches handed to the executor and not yet finished
         self._finished = asyncio.Event()  # set while none is running
         self._finished.set()
         self._closed = False
-        self._worker = self._loop.create_task(self._work(), name=name)
 
     @property
     def closed(self) -> bool:
@@ -150,20 +153,19 @@ class Batcher(Generic[T, R]):
                 f"{self.name}: {len(self._queue)} requests are queued, the limit is "
                 f"{self.max_queue_size}: retry with backoff"
             )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        pending = _Pending(item, future, loop.time(), key, rows)
+        future: asyncio.Future[R] = self._loop.create_future()
+        pending = _Pending(item, future, self._loop.time(), key, rows)
         self._queue.append(pending)
         self._queued_rows += rows
-        self._arrived.set()
+        self._wake()
         return pending
 
     async def close(self) -> None:
         """Stop taking work; fail what is still queued; wait for running batches."""
         self._closed = True
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._worker
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
         while self._queue:
             pending = self._queue.popleft()
             if not pending.future.done():
@@ -171,39 +173,34 @@ class Batcher(Generic[T, R]):
         self._queued_rows = 0
         await self._finished.wait()
 
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._queue:
-                self._arrived.clear()
-                await self._arrived.wait()
-            await self._slots.acquire()
-            try:
-                await self._gather(loop)
-                batch = self._take()
-            except BaseException:
-                self._slots.release()
-                raise
-            if not batch:
-                self._slots.release()
-                continue
-            self._start(batch, loop)
-
-    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wait until the batch is full or the first item has waited long enough."""
-        if self.max_queue_delay_s <= 0:
+    def _wake(self) -> None:
+        """The queue grew or a slot came free: have `_dispatch` look, in the loop's next
+        turn (items queued meanwhile join the batch), unless it is already due to, or a
+        gathering batch's timer stands and the batch is not yet full."""
+        if not self._free or self._soon or self._closed:
             return
-        deadline = self._queue[0].queued_at + self.max_queue_delay_s
-        while self._queued_rows < self.max_batch_size:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+        if self._scheduled is not None:
+            if self._queued_rows < self.max_batch_size:
                 return
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._arrived.wait()
-            except TimeoutError:
-                return
+            self._scheduled.cancel()
+        self._scheduled = self._loop.call_soon(self._dispatch)
+        self._soon = True
+
+    def _dispatch(self) -> None:
+        """Start batches while slots are free and the queue holds one that is ready:
+        full, or its first item has waited `max_queue_delay_s`; else set a timer for
+        when it will have."""
+        self._scheduled = None
+        self._soon = False
+        while self._free and self._queue and not self._closed:
+            if self.max_queue_delay_s > 0 and self._queued_rows < self.max_batch_size:
+                due = self._queue[0].queued_at + self.max_queue_delay_s
+                if due > self._loop.time():
+                    self._scheduled = self._loop.call_at(due, self._dispatch)
+                    return
+            batch = self._take()
+            if batch:
+                self._start(batch)
 
     def _take(self) -> list[_Pending[T, R]]:
         """The first live item and the items queued after it with its key, up to
@@ -230,8 +227,9 @@ class Batcher(Generic[T, R]):
         self._queue = kept
         return batch
 
-    def _start(self, batch: list[_Pending[T, R]], loop: asyncio.AbstractEventLoop) -> None:
-        run = _Run(loop.time())
+    def _start(self, batch: list[_Pending[T, R]]) -> None:
+        run = _Run(self._loop.time())
+        self._free -= 1
         self._running += 1
         self._finished.clear()
         try:
@@ -284,10 +282,11 @@ class Batcher(Generic[T, R]):
             if self._observer is not None:
                 waits = [run.started - p.queued_at for p in batch]
                 self._observer(len(batch), waits, run.finished - run.started, run.phases)
-            self._slots.release()
             self.stats.batches += 1
             self.stats.items += len(batch)
             self.stats.sizes[len(batch)] += 1
             self._running -= 1
             if not self._running:
                 self._finished.set()
+            self._free += 1
+            self._wake()

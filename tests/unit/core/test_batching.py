@@ -198,3 +198,36 @@ async def test_a_shut_executor_fails_the_batch_and_close_still_returns() -> None
     async with asyncio.timeout(30):
         await batcher.close()  # nothing is left counted as running
     assert batcher.stats.batches == 2
+
+
+async def test_items_of_another_key_wait_in_order_for_their_own_batch(
+    executor: ThreadPoolExecutor,
+) -> None:
+    recorder = Recorder()
+    batcher = make(recorder, executor, max_batch_size=4)
+    first = await hold_first_batch(batcher, recorder)
+    keys = ["a", "b", "a", "b", "a"]
+    rest = [asyncio.ensure_future(batcher.submit(i, key=k)) for i, k in enumerate(keys, 1)]
+    await asyncio.sleep(0)
+    recorder.gate.set()
+    assert await first == 0
+    assert await asyncio.gather(*rest) == [2, 4, 6, 8, 10]
+    assert recorder.batches == [[0], [1, 3, 5], [2, 4]]
+    await batcher.close()
+
+
+async def test_an_item_that_fills_a_gathering_batch_starts_it_at_once(
+    executor: ThreadPoolExecutor,
+) -> None:
+    recorder = Recorder()
+    batcher = make(recorder, executor, max_batch_size=2, max_queue_delay_s=60.0)
+    first = asyncio.ensure_future(batcher.submit(1))
+    for _ in range(3):  # the batch gathers: its timer stands, nothing runs
+        await asyncio.sleep(0)
+    assert recorder.batches == []
+    assert batcher.queue_depth == 1
+    async with asyncio.timeout(30):  # far below the 60 s delay
+        assert await batcher.submit(2) == 4
+        assert await first == 2
+    assert recorder.batches == [[1, 2]]
+    await batcher.close()
