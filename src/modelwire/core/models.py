@@ -149,7 +149,11 @@ class _Model:
     def __init__(self, name: str, path: Path) -> None:
         self.name = name
         self.path = path
-        self.folder: ModelFolder | None = None
+        self._folder: ModelFolder | None = None
+        #: The folder's parts and step models, kept here since `resolve` reads them on
+        #: every call and the config derives them each time it is asked.
+        self.parts: tuple[tuple[str, int | None], ...] = ()
+        self.step_models: tuple[str, ...] = ()
         self.reason = ""
         self.loaded = False
         self.versions: dict[int, ServedVersion] = {}
@@ -161,9 +165,15 @@ class _Model:
         return [v for v in self.versions.values() if v.state == VersionState.READY]
 
     @property
-    def step_models(self) -> list[str]:
-        """The models a pipeline's steps run (none for other models)."""
-        return self.folder.config.step_models if self.folder is not None else []
+    def folder(self) -> ModelFolder | None:
+        return self._folder
+
+    @folder.setter
+    def folder(self, folder: ModelFolder | None) -> None:
+        self._folder = folder
+        config = folder.config if folder is not None else None
+        self.parts = tuple(config.parts) if config is not None else ()
+        self.step_models = tuple(config.step_models) if config is not None else ()
 
 
 # (model name, serving?) with None once the model is gone from the repository.
@@ -263,10 +273,9 @@ class ModelManager:
     def _missing_step(self, name: str, seen: frozenset[str] = frozenset()) -> str:
         """For a pipeline, why a step cannot run now (empty when every step can)."""
         model = self._models.get(name)
-        if model is None or not model.step_models:
+        if model is None or not model.parts:
             return ""
-        assert model.folder is not None  # it has step models
-        for part, version in model.folder.config.parts:
+        for part, version in model.parts:
             other = self._models.get(part)
             ready = {v.version for v in other.ready_versions()} if other else set()
             if part in seen or not ready:
@@ -324,10 +333,12 @@ class ModelManager:
                 raise NotReady(f"model {name!r} is UNAVAILABLE: {missing}")
             return served
         ready = model.ready_versions()
-        if not ready or self._missing_step(name):
+        if not ready or (model.parts and self._missing_step(name)):
             status = self.status(name)
             detail = f": {status.reason}" if status.reason else ""
             raise NotReady(f"model {name!r} is {status.state}{detail}")
+        if len(ready) == 1:
+            return ready[0]
         wanted = model.folder.config.default_version if model.folder else None
         for served in ready:
             if served.version == wanted:
@@ -335,9 +346,10 @@ class ModelManager:
         return max(ready, key=lambda served: served.version)
 
     def _get(self, name: str) -> _Model:
-        validate_name("model", name)
         model = self._models.get(name)
         if model is None:
+            # Only here: every name in _models passed validate_name when it was loaded.
+            validate_name("model", name)
             raise NotFound(
                 f"model {name!r} is not served here; models: {', '.join(self.names()) or 'none'}"
             )

@@ -139,6 +139,21 @@ async def test_a_pipeline_without_its_step_is_not_ready_and_says_which(
     assert not (await stub.ModelReady(pb.ModelReadyRequest(name="read-digits"))).ready
     await server.engine.models.load("scale")
     assert (await stub.ModelReady(pb.ModelReadyRequest(name="read-digits"))).ready
+    # The steps a pipeline runs follow a reload of its folder, both ways.
+    folder = server.engine.models.status("missing-step").folder
+    assert folder is not None
+    toml = folder.path / "model.toml"
+    toml.write_text(pipeline_toml())
+    await server.engine.models.load("missing-step")
+    assert (await stub.ModelReady(pb.ModelReadyRequest(name="missing-step"))).ready
+    toml.write_text(pipeline_toml(first="nope"))
+    await server.engine.models.load("missing-step")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ModelInfer(
+            raw_request("missing-step", {"pixels": np.zeros((1, 64), np.float32)})
+        )
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "step model 'nope' is not served" in (caught.value.details() or "")
 
 
 async def test_a_step_error_names_the_step(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
