@@ -9,6 +9,7 @@ SDK uses it as the server does.
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,8 @@ def datatype_of(array: np.ndarray) -> Datatype:
     raise InvalidInput(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
 
 
+_NATIVE_IS_LITTLE = sys.byteorder == "little"
+
 #: The usual dtypes (native and little-endian), looked up before anything else.
 _BY_DTYPE = {kind.dtype: kind for kind in DATATYPES.values() if kind.name != "BYTES"}
 
@@ -107,7 +110,10 @@ def to_raw(array: np.ndarray) -> bytes:
     array of bytes, or of str sent as UTF-8) as length-prefixed elements."""
     if array.dtype.kind in "OSU":
         return pack_bytes(list(as_bytes_elements(array).reshape(-1)))
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    order = array.dtype.byteorder
+    if order in "<|" or (order == "=" and _NATIVE_IS_LITTLE):
+        return array.tobytes()  # C order, whatever the array's strides
+    return array.astype(array.dtype.newbyteorder("<")).tobytes()
 
 
 def unpack_bytes(raw: bytes, count: int, tensor: str) -> list[bytes]:

@@ -169,48 +169,44 @@ def request_items(tensors: Sequence[InputTensor], served: ServedVersion) -> list
     """The request's inputs for `InferenceEngine.infer`: its tensors as one item, each
     checked against the model's input of its name; for an image model, a BYTES tensor
     [N] of encoded images gives N items."""
-    specs = {spec.name: spec for spec in served.task.inputs}
-    if not specs:
+    task = served.task
+    inputs = task.inputs
+    if not inputs:
         raise InvalidInput(
-            f"model {served.model!r} is a {served.task.name} model, which takes no tensors: "
+            f"model {served.model!r} is a {task.name} model, which takes no tensors: "
             "call it with its own API (an OCR pipeline with ReadText)",
             field="model",
         )
-    if served.task.name == "image-classification" and len(tensors) == 1:
+    if task.name == "image-classification" and len(tensors) == 1:
         tensor = tensors[0]
-        if tensor.datatype == "BYTES" and tensor.name in specs:
+        if tensor.datatype == "BYTES" and any(spec.name == tensor.name for spec in inputs):
             return _images(tensor)
-    if len(specs) == 1 and len(tensors) != 1:
-        raise InvalidInput(
-            f"the model takes exactly one input, {next(iter(specs))!r}; got {len(tensors)}",
-            field="inputs",
-        )
     batched = batched_version(served)
-    seen: set[str] = set()
+    if len(inputs) == 1:  # the usual model: no name to look up, nothing to pair
+        if len(tensors) != 1:
+            raise InvalidInput(
+                f"the model takes exactly one input, {inputs[0].name!r}; got {len(tensors)}",
+                field="inputs",
+            )
+        (spec,), (tensor,) = inputs, tensors
+        if tensor.name != spec.name:
+            raise InvalidInput(
+                f"unknown input {tensor.name[:64]!r}: {model_inputs([spec.name])}",
+                field="inputs",
+            )
+        return [{spec.name: _array(tensor, spec, batched, served)}]
+    specs = {spec.name: spec for spec in inputs}
     arrays = {}
     for tensor in tensors:
-        spec = specs.get(tensor.name)
-        if spec is None:
+        found = specs.get(tensor.name)
+        if found is None:
             raise InvalidInput(
                 f"unknown input {tensor.name[:64]!r}: {model_inputs(list(specs))}",
                 field="inputs",
             )
-        if tensor.name in seen:
+        if tensor.name in arrays:
             raise InvalidInput(f"input {tensor.name[:64]!r} is given twice", field="inputs")
-        seen.add(tensor.name)
-        if tensor.datatype != spec.datatype:
-            images = " (or BYTES [N] of encoded images)" if _takes_images(served) else ""
-            raise InvalidInput(
-                f"input {tensor.name!r}: datatype {tensor.datatype[:32]!r} is not accepted; "
-                f"the model takes {spec.datatype}{images}",
-                field="inputs",
-            )
-        check_shape(spec, tensor.shape, batched)
-        kind = DATATYPES[spec.datatype]
-        if tensor.raw is not None:
-            arrays[tensor.name] = from_raw(kind, tensor.shape, tensor.raw, tensor.name)
-        else:
-            arrays[tensor.name] = from_values(kind, tensor.shape, tensor.values, tensor.name)
+        arrays[tensor.name] = _array(tensor, found, batched, served)
     if batched and len({array.shape[0] for array in arrays.values()}) > 1:
         rows = sorted({array.shape[0] for array in arrays.values()})
         raise InvalidInput(
@@ -223,6 +219,24 @@ def request_items(tensors: Sequence[InputTensor], served: ServedVersion) -> list
             f"missing input {missing[0]!r}: {model_inputs(list(specs))}", field="inputs"
         )
     return [arrays]
+
+
+def _array(
+    tensor: InputTensor, spec: TensorSpec, batched: bool, served: ServedVersion
+) -> np.ndarray:
+    """One request tensor as an array, checked against the model's input `spec`."""
+    if tensor.datatype != spec.datatype:
+        images = " (or BYTES [N] of encoded images)" if _takes_images(served) else ""
+        raise InvalidInput(
+            f"input {tensor.name!r}: datatype {tensor.datatype[:32]!r} is not accepted; "
+            f"the model takes {spec.datatype}{images}",
+            field="inputs",
+        )
+    check_shape(spec, tensor.shape, batched)
+    kind = DATATYPES[spec.datatype]
+    if tensor.raw is not None:
+        return from_raw(kind, tensor.shape, tensor.raw, tensor.name)
+    return from_values(kind, tensor.shape, tensor.values, tensor.name)
 
 
 def _takes_images(served: ServedVersion) -> bool:

@@ -228,10 +228,11 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, result: TensorResult, response: pb.ModelInferResponse
     ) -> None:
         requested = {output.name: output for output in request.outputs}
-        for name in select_outputs(result.outputs, list(requested)):
+        names = select_outputs(result.outputs, list(requested)) if requested else result.outputs
+        for name in names:
             array = result.outputs[name]
             tensor = response.outputs.add(name=name)
-            wanted = requested.get(name)
+            wanted = requested.get(name) if requested else None
             if wanted is not None and "classification" in wanted.parameters:
                 top = int(wanted.parameters["classification"].int64_param)
                 elements = classification_elements(array, result.labels, top)
