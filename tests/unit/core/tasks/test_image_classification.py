@@ -8,7 +8,7 @@ from modelwire.core.tasks.image_classification import softmax
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_softmax_is_each_rows_float32_and_leaves_its_input(dtype: type) -> None:
-    logits = (np.random.default_rng(0).standard_normal((5, 10)) * 40).astype(dtype)
+    logits: np.ndarray = (np.random.default_rng(0).standard_normal((5, 10)) * 40).astype(dtype)
     logits[0] = 1000  # large and equal: no overflow, the classes share evenly
     before = logits.copy()
     wide = logits.astype(np.float64)
