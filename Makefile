@@ -53,6 +53,8 @@ bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	scripts/bench_tools.sh
 	$(BIN)/python benchmarks/per_call.py
 	$(BIN)/python benchmarks/hot_path.py
+	for piece in guard checks answer resolve batcher infer; do \
+		PYTHON=$(BIN)/python benchmarks/instructions.sh $$piece || exit 1; done
 	$(BIN)/python benchmarks/serve_latency.py
 	$(BIN)/python benchmarks/inference_throughput.py
 	$(BIN)/python benchmarks/grpc_vs_rest.py

@@ -12,6 +12,10 @@ Runtime's own run; one call through the batcher and through `OipServicer._infer`
 a time, with the batch run in the calling thread (the thread hand-off is not timed);
 and the ink-on-paper preprocessing of 1 and 8 digit PNGs. Best of `--repeat` runs,
 microseconds per call. Prints a Markdown table.
+
+`--only PIECE --calls N` runs one piece N times, untimed, printing nothing: what
+`benchmarks/instructions.sh` counts the instructions of, a measure that repeats where
+these times do not.
 """
 
 from __future__ import annotations
@@ -92,20 +96,22 @@ def drive(coroutine: Any) -> object:
     raise RuntimeError("the coroutine waited")
 
 
-async def measure(repeat: int) -> list[tuple[str, float]]:
+async def measure(repeat: int, only: str | None = None, count: int = 0) -> list[tuple[str, float]]:
     logs.configure_logging()
     assert logs._writer is not None
     logs._writer._stream = io.StringIO()  # the lines are formatted, then dropped
     with tempfile.TemporaryDirectory() as data:
         engine = await start_engine(Settings(data_dir=Path(data)))
         try:
-            return await _pieces(engine, repeat)
+            return await _pieces(engine, repeat, only, count)
         finally:
             await engine.close()
             logs.stop_logging()
 
 
-async def _pieces(engine: Any, repeat: int) -> list[tuple[str, float]]:
+async def _pieces(
+    engine: Any, repeat: int, only: str | None, count: int
+) -> list[tuple[str, float]]:
     served = engine.models.resolve("digits", None)
     task, backend = served.opened.task, served.opened.backend
     servicer = OipServicer(engine, 16)
@@ -139,48 +145,91 @@ async def _pieces(engine: Any, repeat: int) -> list[tuple[str, float]]:
     def checks() -> object:
         return request_items(servicer._input_tensors(request), served)
 
-    rows = [
-        ("call guard around a handler that does nothing", best(guarded_call, repeat)),
-        ("OIP request checks (_input_tensors + request_items)", best(checks, repeat)),
-        ("OIP answer (_outputs)", best(answer, repeat)),
+    served.batcher._executor = InThread()
+    pieces: list[tuple[str, str, Callable[[], object], int]] = [
+        ("guard", "call guard around a handler that does nothing", guarded_call, 2000),
+        ("checks", "OIP request checks (_input_tensors + request_items)", checks, 2000),
+        ("answer", "OIP answer (_outputs)", answer, 2000),
         (
-            "ONNX Runtime's run, batch 1",
-            best(lambda: session.run(None, {"input": batch}), repeat),
+            "resolve",
+            "ModelManager.resolve, the default version",
+            lambda: engine.models.resolve("digits", None),
+            2000,
         ),
+        ("ort", "ONNX Runtime's run, batch 1", lambda: session.run(None, {"input": batch}), 2000),
         (
+            "run_batch",
             "run_batch, batch 1 (encode, run, finish)",
-            best(lambda: run_batch(task, backend, items, {}), repeat),
+            lambda: run_batch(task, backend, items, {}),
+            2000,
         ),
         (
+            "paper",
             "ink-on-paper preprocessing, 1 PNG",
-            best(lambda: tensor_batch([reduced], task.preprocessing), repeat),
+            lambda: tensor_batch([reduced], task.preprocessing),
+            2000,
         ),
         (
+            "paper8",
             "ink-on-paper preprocessing, 8 PNGs, per PNG",
-            best(lambda: tensor_batch([reduced] * 8, task.preprocessing), repeat, 500) / 8,
+            lambda: tensor_batch([reduced] * 8, task.preprocessing),
+            -8,  # 500 runs of 8
         ),
     ]
-    served.batcher._executor = InThread()
-    rows.append(
+    calls: list[tuple[str, str, Callable[[], Awaitable[object]]]] = [
         (
+            "batcher",
             "one call through the batcher, batch run included",
-            await best_async(lambda: served.batcher.submit(items[0], key=None, rows=1), repeat),
-        )
-    )
-    rows.append(
-        (
-            "one OipServicer._infer, batch run included",
-            await best_async(lambda: servicer._infer(request), repeat),
-        )
-    )
+            lambda: served.batcher.submit(items[0], key=None, rows=1),
+        ),
+        ("infer", "one OipServicer._infer, batch run included", lambda: servicer._infer(request)),
+    ]
+    if only is not None:  # run one piece `count` times, untimed, for an instruction count
+        for key, _, function, _ in pieces:
+            if key == only:
+                for _ in range(count):
+                    function()
+        for key, _, call in calls:
+            if key == only:
+                for _ in range(count):
+                    await call()
+        return []
+    rows = []
+    for _, name, function, number in pieces:
+        if number < 0:
+            rows.append((name, best(function, repeat, 500) / -number))
+        else:
+            rows.append((name, best(function, repeat, number)))
+    for _, name, call in calls:
+        rows.append((name, await best_async(call, repeat)))
     return rows
+
+
+PIECES = (
+    "guard",
+    "checks",
+    "answer",
+    "resolve",
+    "ort",
+    "run_batch",
+    "paper",
+    "paper8",
+    "batcher",
+    "infer",
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--only", choices=PIECES, help="run this piece --calls times, untimed, and print nothing"
+    )
+    parser.add_argument("--calls", type=int, default=1000)
     args = parser.parse_args()
-    rows = asyncio.run(measure(args.repeat))
+    rows = asyncio.run(measure(args.repeat, args.only, args.calls))
+    if args.only is not None:
+        return
     print("| piece | µs per call |\n|---|---|")
     for name, micros in rows:
         print(f"| {name} | {micros:.1f} |")

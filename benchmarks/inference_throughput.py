@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import torch
 from PIL import Image, ImageDraw, ImageFilter
 from processes import load, start, stop
 
@@ -39,8 +38,6 @@ from modelwire.core.images import DEFAULT_LIMITS, decode, preprocess
 from modelwire.core.opening import OpenOptions, open_version
 from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
 from modelwire.core.tasks.image_classification import ImageClassificationTask
-from modelwire.core.training.architectures import resnet18
-from modelwire.core.training.export import export_model_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,6 +71,12 @@ def digit_png() -> bytes:
 
 
 def build_repository(root: Path) -> None:
+    # PyTorch only here: the scripts that import this module for its images start without.
+    import torch
+
+    from modelwire.core.training.architectures import resnet18
+    from modelwire.core.training.export import export_model_folder
+
     torch.manual_seed(0)
     labels = [f"class-{i}" for i in range(1000)]
     network = resnet18()
