@@ -208,7 +208,8 @@ async def test_items_of_another_key_wait_in_order_for_their_own_batch(
     first = await hold_first_batch(batcher, recorder)
     keys = ["a", "b", "a", "b", "a"]
     rest = [asyncio.ensure_future(batcher.submit(i, key=k)) for i, k in enumerate(keys, 1)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: each task queues its item
+    assert batcher.queue_depth == len(keys)
     recorder.gate.set()
     assert await first == 0
     assert await asyncio.gather(*rest) == [2, 4, 6, 8, 10]
