@@ -150,10 +150,9 @@ class _Model:
         self.name = name
         self.path = path
         self._folder: ModelFolder | None = None
-        #: The folder's parts and step models, kept here since `resolve` reads them on
-        #: every call and the config derives them each time it is asked.
+        #: The folder's parts, kept here since `resolve` reads them on every call and the
+        #: config derives them each time it is asked.
         self.parts: tuple[tuple[str, int | None], ...] = ()
-        self.step_models: tuple[str, ...] = ()
         self.reason = ""
         self.loaded = False
         self.versions: dict[int, ServedVersion] = {}
@@ -171,9 +170,12 @@ class _Model:
     @folder.setter
     def folder(self, folder: ModelFolder | None) -> None:
         self._folder = folder
-        config = folder.config if folder is not None else None
-        self.parts = tuple(config.parts) if config is not None else ()
-        self.step_models = tuple(config.step_models) if config is not None else ()
+        self.parts = tuple(folder.config.parts) if folder is not None else ()
+
+    @property
+    def step_models(self) -> list[str]:
+        """The models a pipeline's steps run (none for other models)."""
+        return sorted({model for model, _ in self.parts})
 
 
 # (model name, serving?) with None once the model is gone from the repository.

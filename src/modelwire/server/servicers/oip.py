@@ -232,7 +232,7 @@ class OipServicer(pb_grpc.GRPCInferenceServiceServicer):
         for name in names:
             array = result.outputs[name]
             tensor = response.outputs.add(name=name)
-            wanted = requested.get(name) if requested else None
+            wanted = requested.get(name)
             if wanted is not None and "classification" in wanted.parameters:
                 top = int(wanted.parameters["classification"].int64_param)
                 elements = classification_elements(array, result.labels, top)
