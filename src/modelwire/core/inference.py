@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -42,6 +41,7 @@ from modelwire.core.tasks.speech_recognition import SpeechRecognitionTask
 from modelwire.core.tasks.text_classification import TextClassificationTask
 from modelwire.core.tasks.text_embedding import EMBEDDING, TEXT, TOKENS, TextEmbeddingTask
 from modelwire.core.tensors import NamedTensors, check_tensors
+from modelwire.core.threads import WarmThreadPool
 from modelwire.core.vision import Detections, Reading, Run, find_boxes, read_lines
 from modelwire.errors import InvalidInput, NotFound, NotReady
 
@@ -110,7 +110,7 @@ class InferenceEngine:
         allow_python_models: bool = False,
     ) -> None:
         self._on_timing = on_timing
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="modelwire-infer")
+        self._executor = WarmThreadPool(threads, thread_name_prefix="modelwire-infer")
         self._limits = limits
         self.models = ModelManager(
             repositories,
