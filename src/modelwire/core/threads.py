@@ -68,7 +68,13 @@ class WarmThreadPool(Executor):
                     daemon=True,  # an engine closes its pool; one left open must not hang exit
                 )
                 self._threads.append(thread)
-                thread.start()
+                try:
+                    thread.start()
+                except RuntimeError:  # the system has no thread to give
+                    self._threads.pop()
+                    if not self._threads:  # nothing would ever run it
+                        self._queue.pop()
+                        raise
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

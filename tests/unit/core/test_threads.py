@@ -130,3 +130,19 @@ async def test_serves_an_event_loop_as_its_executor() -> None:
 def test_needs_a_thread() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         WarmThreadPool(0, "test")
+
+
+def test_a_thread_that_cannot_start_is_an_error_not_a_hang(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = WarmThreadPool(2, "test")
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start"):
+        pool.submit(print)
+    monkeypatch.undo()
+    assert pool.submit(pow, 3, 2).result(WAIT_S) == 9
+    pool.shutdown()
