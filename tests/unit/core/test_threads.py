@@ -31,16 +31,19 @@ def test_the_thread_idle_last_gets_the_next_work() -> None:
         for future in [pool.submit(together.wait) for _ in range(3)]:
             future.result(WAIT_S)
         wait_for(lambda: pool.idle_threads == 3)
-        names = []
-        for _ in range(30):
-            names.append(pool.submit(lambda: threading.current_thread().name).result(WAIT_S))
-            wait_for(lambda: pool.idle_threads == 3)
+        # From here one thread runs each call: work it finds queued on its way back to
+        # idle it takes itself, and the other two wait on their own locks, unwoken.
+        names = [
+            pool.submit(lambda: threading.current_thread().name).result(WAIT_S) for _ in range(30)
+        ]
         assert len(set(names)) == 1
     finally:
         pool.shutdown()
 
 
 def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll `condition` until it holds, failing after WAIT_S: the pool has no event for
+    a thread going idle, and tests are its only reader."""
     deadline = time.monotonic() + WAIT_S
     while not condition():
         assert time.monotonic() < deadline, "timed out"
