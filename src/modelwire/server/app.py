@@ -81,6 +81,11 @@ def grpc_options(settings: Settings, *, reuse_port: bool = False) -> list[tuple[
         # Without this, a second server on the same port would start silently and
         # share its traffic; fail loudly instead.
         ("grpc.so_reuseport", 1 if reuse_port else 0),
+        # grpc counts a stream against max_concurrent_streams until its call is freed,
+        # after the client has seen it end: a client within the limit, whose calls a
+        # batch answers together, gets some of its next calls refused (UNAVAILABLE,
+        # RST_STREAM REFUSED_STREAM). Off, the limit counts open streams, as HTTP/2 says.
+        ("grpc.http.overload_protection", 0),
     ]
     if settings.max_connection_age_s is not None:
         age_ms = int(settings.max_connection_age_s * 1000)

@@ -19,7 +19,7 @@ from modelwire.api.v1 import inference_pb2_grpc as pb_grpc
 from modelwire.logs import JsonFormatter
 from modelwire.server.app import grpc_options
 from modelwire.settings import load_settings
-from tests.conftest import ServerFactory, rest_url
+from tests.conftest import ServerFactory, rest_url, start_serve, stop_serve
 from tests.images import digit_bytes, noise_picture
 from tests.models import add_model
 from tests.waiting import wait_until
@@ -169,6 +169,33 @@ async def test_metrics_on_their_own_port(start_server: ServerFactory) -> None:
         assert (await http.get(f"{rest_url(server)}/metrics")).status_code == 404
 
 
+async def test_calls_within_the_stream_limit_are_never_refused() -> None:
+    # A client keeping as many calls in flight as the connection allows, answered in
+    # batches that end together, starts its next calls before the server has freed the
+    # last ones: none may be refused (grpc's overload protection refused hundreds a
+    # second here, UNAVAILABLE). The server runs in its own process, as in production:
+    # sharing the test's event loop, it would free each call before the next arrives.
+    limit = 8
+    serve = start_serve("--port", "0", "--max-concurrent-streams", str(limit))
+    image = digit_bytes(3)
+    failed: list[str] = []
+    try:
+        async with grpc.aio.insecure_channel(serve.target) as channel:
+            stub = pb_grpc.InferenceServiceStub(channel)
+
+            async def caller() -> None:
+                for _ in range(100):
+                    try:
+                        await stub.Classify(pb.ClassifyRequest(image=image))
+                    except grpc.aio.AioRpcError as error:
+                        failed.append(f"{error.code().name}: {error.details()}")
+
+            await asyncio.gather(*(caller() for _ in range(limit)))
+    finally:
+        stop_serve(serve)
+    assert failed == []
+
+
 def test_limits_become_grpc_options(tmp_path: Path) -> None:
     settings = load_settings(
         max_concurrent_streams=7,
@@ -185,4 +212,5 @@ def test_limits_become_grpc_options(tmp_path: Path) -> None:
     assert options["grpc.max_connection_age_ms"] == 60_000
     assert options["grpc.max_connection_age_grace_ms"] == 5_000
     assert options["grpc.max_receive_message_length"] == 4096
+    assert options["grpc.http.overload_protection"] == 0
     assert "grpc.max_connection_age_ms" not in dict(grpc_options(load_settings()))
