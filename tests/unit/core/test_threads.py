@@ -93,8 +93,15 @@ def test_shutdown_finishes_queued_work_then_refuses_more() -> None:
 
 def test_shutdown_can_cancel_what_is_queued() -> None:
     pool = WarmThreadPool(1, "test")
-    release = threading.Event()
-    running = pool.submit(release.wait, WAIT_S)
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return release.wait(WAIT_S)
+
+    running = pool.submit(hold)
+    # Until its thread takes it, the first is queued too, and would be cancelled with it.
+    assert started.wait(WAIT_S)
     queued = pool.submit(lambda: "never")
     shutting = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True})
     shutting.start()
