@@ -10,7 +10,8 @@ same way: to measure one commit against its parent), one at a time. Each round m
 each server, the digits model:
 - with h2load (nghttp2's C load generator, see per_call.py), the server's throughput
   and its own CPU time per call: OIP ModelInfer of the FP32 tensor at 32 in flight,
-  Classify of the 28x28 PNG at 64, REST classify of the PNG (raw body) at 8;
+  Classify of the 28x28 PNG at 64, REST classify of the PNG at 8 (the raw body, and
+  JSON base64);
 - with `modelwire bench` (Python), throughput and p50: ModelInfer and Classify at 1 in
   flight, ClassifyStream at 64.
 Prints the medians over rounds and the ratios this/baseline; writes
@@ -40,7 +41,9 @@ H2LOAD_CASES = [
     ("infer", "OIP ModelInfer, FP32 tensor (h2load)", 32),
     ("classify", "Classify, PNG (h2load)", 64),
     ("rest", "REST classify, PNG body (h2load)", 8),
+    ("rest-json", "REST classify, JSON base64 (h2load)", 8),
 ]
+REST_CONTENT_TYPES = {"rest": "application/octet-stream", "rest-json": "application/json"}
 H2LOAD_NAMES = {case for case, _, _ in H2LOAD_CASES}
 BENCH_CASES = [
     ("oip", "OIP ModelInfer, FP32 tensor", 1),
@@ -70,14 +73,15 @@ def measure_round(
     try:
         h2load(f"http://{target}{CLASSIFY}", files["classify"], GRPC_HEADERS, 8, 1, False)
         for case, _, n in H2LOAD_CASES:
-            if case == "rest":
+            if case in REST_CONTENT_TYPES:
                 url = f"http://{rest}/v1/models/digits:classify"
-                headers = ["content-type: application/octet-stream"]
+                headers = [f"content-type: {REST_CONTENT_TYPES[case]}"]
             else:
                 url = f"http://{target}{INFER if case == 'infer' else CLASSIFY}"
                 headers = GRPC_HEADERS
             before = cpu_seconds(server.pid)
-            rate, answered = h2load(url, files[case], headers, n, duration, case == "rest")
+            http1 = case in REST_CONTENT_TYPES
+            rate, answered = h2load(url, files[case], headers, n, duration, http1)
             cpu = (cpu_seconds(server.pid) - before) * 1e3 / max(1, answered)
             out[case] = {"throughput_per_s": rate, "server_cpu_ms_per_call": cpu}
         for mode, _, n in BENCH_CASES:

@@ -31,7 +31,7 @@ TOP = 15
 
 def thread_of(frames: list[str]) -> str:
     text = ";".join(frames[:8])  # the thread's outermost frames say which it is
-    if "concurrent/futures/thread.py" in text:
+    if "modelwire/core/threads.py" in text or "concurrent/futures/thread.py" in text:
         return "inference pool"
     if "modelwire/logs.py" in text:
         return "log writer"
