@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -62,15 +61,21 @@ def test_two_nodes_meet_at_a_rendezvous_endpoint_and_train(tmp_path: Path) -> No
         "--rdzv-id", "test-job", "-m", "modelwire.core.training.trainer", str(spec),
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    nodes = [
-        processes.popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
-        )
-        for _ in range(2)
-    ]
-    outputs = [node.communicate(timeout=300) for node in nodes]
-    for node, (_, stderr) in zip(nodes, outputs, strict=True):
-        assert node.returncode == 0, stderr[-2000:]
+    # Files, not pipes: waiting on one node must not leave the other blocked on a full pipe.
+    logs = [(tmp_path / f"node{i}.out", tmp_path / f"node{i}.err") for i in range(2)]
+    nodes = []
+    for out, err in logs:
+        with out.open("w") as stdout, err.open("w") as stderr:
+            nodes.append(processes.popen(command, stdout=stdout, stderr=stderr, env=environment))
+    for node in nodes:
+        node.wait(timeout=300)
+    # Every node's end, not only the first failing one's: a node that fails takes the
+    # rendezvous store with it, and the others then fail with only that to say.
+    outputs = [(out.read_text(), err.read_text()) for out, err in logs]
+    assert [node.returncode for node in nodes] == [0, 0], "\n\n".join(
+        f"node {i} exited {node.returncode}:\n{stderr[-2000:]}"
+        for i, (node, (_, stderr)) in enumerate(zip(nodes, outputs, strict=True))
+    )
     events = [
         json.loads(line)
         for stdout, _ in outputs
