@@ -16,11 +16,27 @@ __all__ = ["RestServer", "bind_sockets"]
 
 
 class _EmbeddedServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_requested = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         # The process's SIGTERM/SIGINT handling belongs to the gRPC server, which stops
         # this one as part of its own drain.
         yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        self._exit_requested.set()
+
+    async def main_loop(self) -> None:
+        # uvicorn's own loop looks at should_exit every 0.1 s, which kept every stop
+        # waiting 50 ms on average; this one wakes when asked, and still ticks once a
+        # second, when uvicorn refreshes its Date header (counter 0 asks for that).
+        while not await self.on_tick(0):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_requested.wait(), timeout=1.0)
 
 
 class RestServer:
@@ -72,7 +88,7 @@ class RestServer:
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (up to the grace period)."""
-        self._server.should_exit = True
+        self._server.request_exit()
         await self._task
 
 

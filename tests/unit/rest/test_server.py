@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import socket
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
-from modelwire.rest.server import bind_sockets
+from modelwire.rest.server import RestServer, bind_sockets
 
 
 def test_sockets_say_they_are_tcp() -> None:
@@ -29,3 +32,31 @@ def test_a_busy_port_fails_loudly() -> None:
             bind_sockets(["127.0.0.1"], port)
     finally:
         sockets[0].close()
+
+
+async def test_stop_lets_the_request_in_flight_finish_then_refuses_connections() -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    app = FastAPI()
+
+    @app.get("/slow")
+    async def slow() -> dict[str, str]:
+        entered.set()
+        await release.wait()
+        return {"answer": "late"}
+
+    server = await RestServer.start(app, ["127.0.0.1"], 0, grace_period_s=5)
+    url = f"http://127.0.0.1:{server.port}/slow"
+    async with httpx.AsyncClient() as client:
+        request = asyncio.create_task(client.get(url))
+        await entered.wait()
+        stopping = asyncio.create_task(server.stop())
+        await asyncio.sleep(0)  # one turn of the loop: the stop has been asked for
+        assert not stopping.done()
+        release.set()
+        response = await request
+        await stopping
+        assert response.status_code == 200
+        assert response.json() == {"answer": "late"}
+        assert "date" in response.headers  # uvicorn's tick still refreshes it
+        with pytest.raises(httpx.ConnectError):
+            await client.get(url)
