@@ -22,6 +22,8 @@ its event loop's thread spent (the GIL lets one thread run Python at a time). Ro
   and the echo server answering the same requests from the same client at 1 in flight,
   the bare round trip. At 1 in flight a call is the round trip, then the run, so the most
   a served call can reach there is 1 / (1/raw + 1/echo): the rows give that ceiling too.
+  The 1-in-flight rows are measured from h2load as well (server and echo server), which
+  leaves out the Python client's cost, with the server's CPU per call.
 Every point runs `--repeat` times, interleaved; medians count. Calls that failed are
 counted from the server's own metrics and must be none. Writes
 benchmarks/results/per_call.json and prints Markdown tables.
@@ -246,7 +248,19 @@ def resnet_points(work: Path, duration: float, repeat: int) -> dict[str, Any]:
         ]
     )  # fmt: skip
     echo, echo_target = start([sys.executable, "-m", "modelwire.bench.echo", "--port", "0"])
+    # The same two calls from h2load, one at a time: the round trip without the Python
+    # client's share of the cores.
+    import onnxruntime as ort
+
+    input_name = ort.InferenceSession(str(onnx)).get_inputs()[0].name
+    bodies = {
+        "oip": grpc_body(infer_request("resnet18", input_name, tensor)),
+        "unary": grpc_body(pb.ClassifyRequest(model="resnet18", image=jpeg)),
+    }
+    for mode, body in bodies.items():
+        (work / f"resnet-{mode}.body").write_bytes(body)
     rows: dict[str, Point] = {}
+    h2load_rows: dict[str, Point] = {}
     try:
         load(target, work / "photo.npy", "resnet18", "oip", 1, 1.0)  # warm-up
         for _ in range(repeat):
@@ -259,6 +273,16 @@ def resnet_points(work: Path, duration: float, repeat: int) -> dict[str, Any]:
                     found = rows.setdefault(key, Point(name))
                     found.rates.append(run["throughput_per_s"])
                     found.p50_ms.append(run["p50_ms"])
+            for mode, path in (("oip", INFER), ("unary", CLASSIFY)):
+                title = "OIP ModelInfer, tensor" if mode == "oip" else "Classify, JPEG"
+                body_file = work / f"resnet-{mode}.body"
+                for process, where, key, name in (
+                    (server, target, mode, f"{title}, h2load"),
+                    (echo, echo_target, f"echo-{mode}", f"echo server, {title}, h2load"),
+                ):
+                    found = h2load_rows.setdefault(key, Point(name))
+                    url = f"http://{where}{path}"
+                    measured(process.pid, found, url, body_file, GRPC_HEADERS, 1, duration, False)
     finally:
         stop(server)
         stop(echo)
@@ -266,6 +290,7 @@ def resnet_points(work: Path, duration: float, repeat: int) -> dict[str, Any]:
         "raw_batch_1": raw,
         "raw_jpeg_batch_1": raw_jpeg,
         "served": {key: found.summary() for key, found in rows.items()},
+        "h2load_1": {key: found.summary() for key, found in h2load_rows.items()},
     }
 
 
@@ -383,6 +408,20 @@ def report(results: dict[str, Any]) -> None:
             print(
                 f"| {echo_row['title']} | 1 | {echo_row['throughput_per_s']:.1f} | | | "
                 f"{echo_row['p50_ms']:.2f} |"
+            )
+        alone = r["h2load_1"]
+        print(
+            "\nThe same at 1 in flight from h2load:\n\n| API | req/s | x raw | x ceiling | "
+            "server CPU ms/call | echo round trip ms |\n|---|---|---|---|---|---|"
+        )
+        for mode in ("oip", "unary"):
+            row, echo_row = alone[mode], alone[f"echo-{mode}"]
+            base = r["raw_batch_1"] if mode == "oip" else r["raw_jpeg_batch_1"]
+            rate, echo_rate = row["throughput_per_s"], echo_row["throughput_per_s"]
+            print(
+                f"| {row['title']} | {rate:.1f} | {rate / base:.2f} | "
+                f"{rate * (1 / base + 1 / echo_rate):.2f} | "
+                f"{row['server_cpu_ms_per_call']:.2f} | {1e3 / echo_rate:.2f} |"
             )
 
 
