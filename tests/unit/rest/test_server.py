@@ -50,8 +50,8 @@ async def test_stop_lets_the_request_in_flight_finish_then_refuses_connections()
         request = asyncio.create_task(client.get(url))
         await entered.wait()
         stopping = asyncio.create_task(server.stop())
-        await asyncio.sleep(0)  # one turn of the loop: the stop has been asked for
-        assert not stopping.done()
+        await refused(server.port)  # the listening socket closes at once...
+        assert not stopping.done()  # ...while the request in flight holds the stop
         release.set()
         response = await request
         await stopping
@@ -60,3 +60,18 @@ async def test_stop_lets_the_request_in_flight_finish_then_refuses_connections()
         assert "date" in response.headers  # uvicorn's tick still refreshes it
         with pytest.raises(httpx.ConnectError):
             await client.get(url)
+
+
+async def refused(port: int, deadline_s: float = 10.0) -> None:
+    """Return once connections to `port` are refused; fail after `deadline_s`."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    while loop.time() < give_up:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
+            return
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.01)  # polling the condition above, with its deadline
+    raise AssertionError(f"port {port} still accepts connections after {deadline_s} s")
