@@ -2,6 +2,7 @@
 in one run.
 
     python benchmarks/per_call.py [--duration 3] [--repeat 3] [--skip-resnet]
+                                  [--event-loop auto|asyncio|uvloop]
 
 The server-bound rows use h2load (nghttp2's C load generator: Debian's nghttp2-client),
 which costs the two shared cores far less than a Python client: gRPC calls are framed by
@@ -13,9 +14,11 @@ its event loop's thread spent (the GIL lets one thread run Python at a time). Ro
   the bare grpc.aio echo server (`modelwire.bench.echo`) answering the same request;
 - Classify of the 28x28 digit PNG, 64 in flight, against the echo server;
 - the same PNG: gRPC Classify against REST classify with the raw body and with JSON
-  base64, 8 and 32 in flight;
+  base64, 8 and 32 in flight; and the transports' own ceilings there, the echo server's
+  gRPC Classify against its REST side (FastAPI on uvicorn, the REST gateway's stack);
 - ClassifyStream against unary Classify at 32 and 64 in flight, both from
-  `modelwire bench` (h2load cannot hold a stream open);
+  `modelwire bench` (h2load cannot hold a stream open), and the same against the echo
+  server at 64;
 - unless --skip-resnet: a ResNet-18-shaped network (random weights) at 1 and 32 in
   flight, its tensor through ModelInfer and a 224x224 JPEG through Classify, against raw
   ONNX Runtime at batch 1 in-process (for the JPEG, decode and preprocessing counted);
@@ -25,7 +28,8 @@ its event loop's thread spent (the GIL lets one thread run Python at a time). Ro
   The 1-in-flight rows are measured from h2load as well (server and echo server), which
   leaves out the Python client's cost, with the server's CPU per call.
 Every point runs `--repeat` times, interleaved; medians count. Calls that failed are
-counted from the server's own metrics and must be none. Writes
+counted from the server's own metrics and must be none. The echo server runs on the
+event loop the server runs on (--event-loop, default what `serve` takes). Writes
 benchmarks/results/per_call.json and prints Markdown tables.
 """
 
@@ -48,7 +52,15 @@ from typing import Any
 
 import numpy as np
 from inference_throughput import digit_png, photo_jpeg
-from processes import cpu_seconds, failed_calls, load, start, start_with_rest, stop
+from processes import (
+    cpu_seconds,
+    failed_calls,
+    load,
+    start,
+    start_with_log,
+    start_with_rest,
+    stop,
+)
 
 from modelwire.api.oip import grpc_predict_v2_pb2 as oip
 from modelwire.api.v1 import inference_pb2 as pb
@@ -155,18 +167,28 @@ def digit_bodies(work: Path) -> dict[str, Path]:
     return files
 
 
-def digits_points(work: Path, duration: float, repeat: int) -> dict[str, dict[str, Any]]:
+def start_echo(event_loop: str) -> tuple[subprocess.Popen[str], str, str]:
+    """The echo server with its REST side: the process, its gRPC and REST HOST:PORT."""
+    command = [sys.executable, "-m", "modelwire.bench.echo", "--port", "0", "--rest-port", "0"]
+    process, target, lines = start_with_log([*command, "--event-loop", event_loop])
+    rest = next(line.rsplit(" ", 1)[1].strip() for line in lines if "echo REST on" in line)
+    return process, target, rest
+
+
+def digits_points(
+    work: Path, duration: float, repeat: int, event_loop: str
+) -> dict[str, dict[str, Any]]:
     files = digit_bodies(work)
     points: dict[str, Point] = {}
 
     def point(key: str, title: str) -> Point:
         return points.setdefault(key, Point(title))
 
-    echo, echo_target = start([sys.executable, "-m", "modelwire.bench.echo", "--port", "0"])
+    echo, echo_target, echo_rest = start_echo(event_loop)
     server, target, rest = start_with_rest(
         [
             sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--rest-port", "0", "--data-dir", str(work / "data"),
+            "--rest-port", "0", "--data-dir", str(work / "data"), "--event-loop", event_loop,
         ]
     )  # fmt: skip
     grpc_cases = [
@@ -174,18 +196,26 @@ def digits_points(work: Path, duration: float, repeat: int) -> dict[str, dict[st
         ("infer", "OIP ModelInfer, FP32 tensor", server, target, INFER, "infer", 32),
         ("classify-echo", "echo server, Classify", echo, echo_target, CLASSIFY, "classify", 64),
         ("classify-64", "Classify, PNG", server, target, CLASSIFY, "classify", 64),
-        ("classify-8", "gRPC Classify, PNG", server, target, CLASSIFY, "classify", 8),
-        ("classify-32", "gRPC Classify, PNG", server, target, CLASSIFY, "classify", 32),
     ]
-    rest_path = f"http://{rest}/v1/models/digits:classify"
+    for n in (8, 32):
+        grpc_cases += [
+            (f"classify-echo-{n}", "echo server, Classify", echo, echo_target, CLASSIFY,
+             "classify", n),
+            (f"classify-{n}", "gRPC Classify, PNG", server, target, CLASSIFY, "classify", n),
+        ]  # fmt: skip
     rest_cases = [
-        (f"{mode}-{n}", title, mode, content, n)
+        (f"{mode}-{n}", title, process, f"http://{where}/v1/models/digits:classify", body,
+         content, n)
         for n in (8, 32)
-        for mode, title, content in (
-            ("rest", "REST classify, raw PNG body", "application/octet-stream"),
-            ("rest-json", "REST classify, JSON base64", "application/json"),
+        for mode, title, process, where, body, content in (
+            ("rest-echo", "echo server, REST (FastAPI)", echo, echo_rest, "rest",
+             "application/octet-stream"),
+            ("rest", "REST classify, raw PNG body", server, rest, "rest",
+             "application/octet-stream"),
+            ("rest-json", "REST classify, JSON base64", server, rest, "rest-json",
+             "application/json"),
         )
-    ]
+    ]  # fmt: skip
     try:
         # Warm-up: every path once, briefly.
         h2load(f"http://{target}{CLASSIFY}", files["classify"], GRPC_HEADERS, 8, 1, False)
@@ -195,21 +225,25 @@ def digits_points(work: Path, duration: float, repeat: int) -> dict[str, dict[st
                 url = f"http://{where}{path}"
                 found = point(key, title)
                 measured(process.pid, found, url, files[body], GRPC_HEADERS, n, duration, False)
-            for key, title, body, content, n in rest_cases:
+            for key, title, process, url, body, content, n in rest_cases:
                 headers = [f"content-type: {content}"]
                 found = point(key, title)
-                measured(server.pid, found, rest_path, files[body], headers, n, duration, True)
-            for n in (32, 64):
+                measured(process.pid, found, url, files[body], headers, n, duration, True)
+            bench_cases = [("", server, target, n) for n in (32, 64)]
+            bench_cases.append(("echo-", echo, echo_target, 64))
+            for prefix, process, where, n in bench_cases:
                 for mode in ("unary", "stream"):
-                    before = cpu_seconds(server.pid)
-                    run = load(target, work / "digit.png", "digits", mode, n, duration)
-                    key = f"bench-{mode}-{n}"
+                    before = cpu_seconds(process.pid)
+                    run = load(where, work / "digit.png", "digits", mode, n, duration)
+                    key = f"bench-{prefix}{mode}-{n}"
                     title = "ClassifyStream" if mode == "stream" else "Classify"
+                    if prefix:
+                        title = f"echo server, {title}"
                     found = point(key, f"{title}, modelwire bench")
                     found.rates.append(run["throughput_per_s"])
                     found.p50_ms.append(run["p50_ms"])
                     found.cpu_ms.append(
-                        (cpu_seconds(server.pid) - before) * 1e3 / max(1, run["answered"])
+                        (cpu_seconds(process.pid) - before) * 1e3 / max(1, run["answered"])
                     )
         failed = failed_calls(rest)
     finally:
@@ -219,7 +253,7 @@ def digits_points(work: Path, duration: float, repeat: int) -> dict[str, dict[st
     return {key: found.summary() for key, found in points.items()}
 
 
-def resnet_points(work: Path, duration: float, repeat: int) -> dict[str, Any]:
+def resnet_points(work: Path, duration: float, repeat: int, event_loop: str) -> dict[str, Any]:
     from inference_throughput import raw_throughput
 
     from modelwire.core.images import DEFAULT_LIMITS
@@ -245,9 +279,10 @@ def resnet_points(work: Path, duration: float, repeat: int) -> dict[str, Any]:
             sys.executable, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--port", "0",
             "--rest-port", "off", "--model-repository", str(repository),
             "--no-default-model", "--data-dir", str(work / "resnet-data"),
+            "--event-loop", event_loop,
         ]
     )  # fmt: skip
-    echo, echo_target = start([sys.executable, "-m", "modelwire.bench.echo", "--port", "0"])
+    echo, echo_target, _ = start_echo(event_loop)
     # The same two calls from h2load, one at a time: the round trip without the Python
     # client's share of the cores.
     import onnxruntime as ort
@@ -314,6 +349,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument(
+        "--event-loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="the servers' event loop, the echo server's too (default: what serve takes)",
+    )
     args = parser.parse_args()
     if not shutil.which("h2load"):
         raise SystemExit("needs h2load (Debian package nghttp2-client)")
@@ -328,10 +369,11 @@ def main() -> None:
         f"Python {platform.python_version()}",
         "duration_s": args.duration,
         "repeat": args.repeat,
-        "digits": digits_points(work, args.duration, args.repeat),
+        "event_loop": args.event_loop,
+        "digits": digits_points(work, args.duration, args.repeat, args.event_loop),
     }
     if not args.skip_resnet:
-        results["resnet18"] = resnet_points(work, args.duration, args.repeat)
+        results["resnet18"] = resnet_points(work, args.duration, args.repeat, args.event_loop)
     shutil.rmtree(work, ignore_errors=True)
     out = ROOT / "benchmarks/results/per_call.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -357,14 +399,16 @@ def report(results: dict[str, Any]) -> None:
     ]
     for n in (8, 32):
         rows += [
+            (f"classify-echo-{n}", n, "", None),
+            (f"rest-echo-{n}", n, "gRPC x", f"classify-echo-{n}"),
             (f"classify-{n}", n, "", None),
             (f"rest-{n}", n, "gRPC x", f"classify-{n}"),
             (f"rest-json-{n}", n, "gRPC x", f"classify-{n}"),
         ]
-    for n in (32, 64):
+    for prefix, n in (("", 32), ("", 64), ("echo-", 64)):
         rows += [
-            (f"bench-unary-{n}", n, "", None),
-            (f"bench-stream-{n}", n, "x unary", f"bench-unary-{n}"),
+            (f"bench-{prefix}unary-{n}", n, "", None),
+            (f"bench-{prefix}stream-{n}", n, "x unary", f"bench-{prefix}unary-{n}"),
         ]
     for key, n, label, against in rows:
         ratio = ""

@@ -2,6 +2,7 @@
 turns, so the ratio says what a change did to per-call speed.
 
     python benchmarks/plane_regression.py [--baseline REV] [--this REV] [--rounds 3]
+        [--this-flags FLAGS] [--baseline-flags FLAGS]
 
 Checks REV (default: the previous commit) out into a temporary git worktree and runs
 `modelwire serve` from it (its source first on PYTHONPATH, this checkout's installed
@@ -107,6 +108,12 @@ def main() -> None:
     parser.add_argument(
         "--this-flags", default="", help='`serve` flags for this side, e.g. "--event-loop uvloop"'
     )
+    parser.add_argument(
+        "--baseline-flags",
+        default="",
+        help='`serve` flags for the baseline, e.g. "--event-loop asyncio" against this '
+        "checkout's default",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "plane_regression.json"
@@ -134,7 +141,10 @@ def main() -> None:
     runs: dict[str, list[dict[str, dict[str, float]]]] = {"this": [], "baseline": []}
     try:
         for round_number in range(args.rounds):
-            sides = [("baseline", baseline, []), ("this", this, args.this_flags.split())]
+            sides = [
+                ("baseline", baseline, args.baseline_flags.split()),
+                ("this", this, args.this_flags.split()),
+            ]
             for side, source, flags in sides[:: 1 if round_number % 2 == 0 else -1]:  # in turns
                 runs[side].append(measure_round(source, work, files, args.duration, flags))
     finally:
@@ -147,6 +157,8 @@ def main() -> None:
         + (" (with changes)" if dirty else "")
         + (f" {args.this_flags}" if args.this_flags else "")
     )
+    if args.baseline_flags:
+        base_commit += f" {args.baseline_flags}"
     report(runs, label, base_commit, args)
 
 

@@ -488,8 +488,7 @@ def _log_side_servers(running: RunningServer, settings: Settings) -> None:
             "metrics on %s",
             ", ".join(f"{scheme}://{a}/metrics" for a in running.metrics_server.addresses),
         )
-    if settings.event_loop != "asyncio":
-        log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
+    log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
 
 
 def _model_names(running: RunningServer) -> str:
@@ -537,11 +536,14 @@ def serve(settings: Settings) -> None:
 
 
 def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """What makes the server's event loop (None: asyncio's own)."""
+    """What makes the server's event loop (None: asyncio's own). uvloop serves every call
+    faster (benchmarks/per_call.py), so `auto` takes it wherever it is installed."""
     if settings.event_loop == "asyncio":
         return None
     try:
         import uvloop
     except ImportError:
+        if settings.event_loop == "auto":
+            return None
         raise OSError("--event-loop uvloop needs the uvloop package (the `uvloop` extra)") from None
     return uvloop.new_event_loop

@@ -131,9 +131,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         "text", description="text, or json: one JSON object per line."
     )
-    event_loop: Literal["asyncio", "uvloop"] = Field(
-        "asyncio",
-        description="The event loop: asyncio's own, or uvloop (the `uvloop` extra).",
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto",
+        description="The event loop: uvloop (the `uvloop` extra, in `full`) or asyncio's own; "
+        "auto takes uvloop where it is installed.",
     )
     stream_window: int = Field(
         64,

@@ -19,10 +19,10 @@ from tests import processes
 from tests.conftest import start_serve, stop_serve
 from tests.images import digit_bytes
 
-#: What the extras install (cli, rest, text, postgres, certs), and what they pull in.
+#: What the extras install (cli, rest, text, postgres, certs, uvloop), and what they pull in.
 EXTRAS_MODULES = (
     "typer", "rich", "click", "fastapi", "starlette", "uvicorn", "httptools",
-    "tokenizers", "psycopg", "cryptography",
+    "tokenizers", "psycopg", "cryptography", "uvloop",
 )  # fmt: skip
 #: `python -c BARE ARGS...` is `modelwire ARGS...` in an environment without the extras.
 BARE = f"""
@@ -45,6 +45,8 @@ def test_a_bare_install_serves_grpc_with_health_reflection_and_tls(tmp_path: Pat
     try:
         # The REST port is on by default: without the extra, it is left out, and said so.
         assert any("no REST gateway: pip install 'modelwire[rest]'" in line for line in serve.log)
+        # Without uvloop, the default event loop (auto) is asyncio's own.
+        assert any("event loop: asyncio" in line for line in serve.log), "".join(serve.log)
         credentials = grpc.ssl_channel_credentials((folder / "ca.pem").read_bytes())
         with grpc.secure_channel(f"127.0.0.1:{serve.port}", credentials) as channel:
             health = health_pb2_grpc.HealthStub(channel).Check(

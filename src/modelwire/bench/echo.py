@@ -3,8 +3,13 @@ ceiling of Python gRPC on this machine, for benchmarks to compare with. It answe
 InferenceService's Classify and ClassifyStream, and the Open Inference Protocol's
 ModelInfer (with the digits model's answer: FP32 logits [1, 10]) and ModelMetadata (any
 model: one FP32 input named "input"), so `modelwire bench --mode oip` can load it too.
+With --rest-port it also answers REST classify (`POST /v1/models/NAME:classify`) with a
+fixed JSON answer from FastAPI on uvicorn, the stack of the REST gateway: the transport
+ceiling of REST in the same run. It runs on the event loop `modelwire serve` would take
+(--event-loop, default auto), so the two are compared on the same loop.
 
     python -m modelwire.bench.echo --port 0     # prints "echo listening on 127.0.0.1:PORT"
+    python -m modelwire.bench.echo --port 0 --rest-port 0   # "echo REST on ..." first
 """
 
 from __future__ import annotations
@@ -70,17 +75,32 @@ class EchoServicer(pb_grpc.InferenceServiceServicer):
             yield pb.ClassifyStreamResponse(id=message.id, response=ANSWER)
 
 
-async def main(port: int) -> None:
+async def main(port: int, rest_port: int | None = None) -> None:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
     pb_grpc.add_InferenceServiceServicer_to_server(EchoServicer(), server)
     oip_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInferServicer(), server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
+    if rest_port is not None:
+        from modelwire.bench.rest_echo import rest_app
+        from modelwire.rest.server import RestServer
+
+        # Held until the end: the loop keeps only a weak reference to the server's task.
+        _rest = await RestServer.start(rest_app(), ["127.0.0.1"], rest_port, grace_period_s=0)
+        print(f"echo REST on {_rest.addresses[0]}", flush=True)
     print(f"echo listening on 127.0.0.1:{bound}", flush=True)
     await server.wait_for_termination()
 
 
 if __name__ == "__main__":
+    from modelwire.assembly import loop_factory
+    from modelwire.settings import Settings
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    asyncio.run(main(parser.parse_args().port))
+    parser.add_argument("--rest-port", type=int, default=None)
+    parser.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    args = parser.parse_args()
+    factory = loop_factory(Settings(event_loop=args.event_loop))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main(args.port, args.rest_port))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +118,19 @@ def test_bench_against_the_echo_server(tmp_path: Path) -> None:
     image = tmp_path / "digit.png"
     image.write_bytes(digit_bytes(5))
     echo = processes.popen(
-        [sys.executable, "-m", "modelwire.bench.echo", "--port", "0"],
+        [sys.executable, "-m", "modelwire.bench.echo", "--port", "0", "--rest-port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert echo.stdout is not None
+        rest = echo.stdout.readline()
+        assert rest.startswith("echo REST on 127.0.0.1:")
+        url = f"http://{rest.rsplit(' ', 1)[1].strip()}/v1/models/digits:classify"
+        request = urllib.request.Request(url, data=image.read_bytes(), method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (http only)
+            assert answer.status == 200
+            assert json.loads(answer.read())["classes"][0]["label"] == "7"
         line = echo.stdout.readline()
         assert line.startswith("echo listening on 127.0.0.1:")
         target = line.rsplit(" ", 1)[1].strip()

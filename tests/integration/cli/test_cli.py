@@ -125,8 +125,8 @@ def test_protos_prints_the_folder_with_the_document_proto() -> None:
     assert "service ImageClassifier" in proto.read_text()
 
 
-def test_serve_runs_on_uvloop(tmp_path: Path) -> None:
-    serve = start_serve("--port", "0", "--event-loop", "uvloop")
+def test_serve_runs_on_uvloop_by_default(tmp_path: Path) -> None:
+    serve = start_serve("--port", "0")
     try:
         picture = tmp_path / "digit.png"
         picture.write_bytes(digit_bytes(4))
