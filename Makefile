@@ -52,6 +52,8 @@ proto: $(VENV)/.dev-installed  ## regenerate src/modelwire/api from proto/
 bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	scripts/bench_tools.sh
 	$(BIN)/python benchmarks/per_call.py
+	$(BIN)/python benchmarks/per_call.py --event-loop asyncio \
+		--out benchmarks/results/per_call_asyncio.json
 	$(BIN)/python benchmarks/switches.py
 	$(BIN)/python benchmarks/hot_path.py
 	for piece in guard checks answer resolve batcher infer; do \

@@ -2,7 +2,7 @@
 in one run.
 
     python benchmarks/per_call.py [--duration 3] [--repeat 3] [--skip-resnet]
-                                  [--event-loop auto|asyncio|uvloop]
+                                  [--event-loop auto|asyncio|uvloop] [--out FILE]
 
 The server-bound rows use h2load (nghttp2's C load generator: Debian's nghttp2-client),
 which costs the two shared cores far less than a Python client: gRPC calls are framed by
@@ -355,6 +355,9 @@ def main() -> None:
         default="auto",
         help="the servers' event loop, the echo server's too (default: what serve takes)",
     )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "per_call.json"
+    )
     args = parser.parse_args()
     if not shutil.which("h2load"):
         raise SystemExit("needs h2load (Debian package nghttp2-client)")
@@ -375,8 +378,7 @@ def main() -> None:
     if not args.skip_resnet:
         results["resnet18"] = resnet_points(work, args.duration, args.repeat, args.event_loop)
     shutil.rmtree(work, ignore_errors=True)
-    out = ROOT / "benchmarks/results/per_call.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     report(results)
 
 

@@ -3,16 +3,18 @@
 
     python benchmarks/switches.py [--duration 4] [--repeat 3]
 
-For OIP ModelInfer of the digits tensor at 32 in flight and Classify of the 28x28 PNG
-at 64 (the rows of per_call.py), reads each server thread's CPU time and its voluntary
-context switches (it slept: on the GIL, a queue, epoll) from /proc before and after a
-run, per answered call. In a GIL process every hand-over between threads is a sleep and
-a wake-up, which on these virtual machines costs far more than the Python it separates
-(perf puts about 40 % of either server's samples in the kernel's task switching). Thread
-names are the ones the threads give themselves: the event loop is `loop`, grpc.aio's
-completion-queue poller `grpc poller`, the inference pool `modelwire-infer_N`, the log
-writer `modelwire-log`. Medians over `--repeat` runs; prints a Markdown table and writes
-benchmarks/results/switches.json.
+For OIP ModelInfer of the digits tensor at 32 in flight, Classify of the 28x28 PNG at 64,
+and gRPC Classify against REST classify (the raw PNG body) at 8 (the rows of
+per_call.py; for REST, the echo server's REST side), with the mean size of the server's
+batches, reads each server thread's CPU time and its voluntary context switches (it
+slept: on the GIL, a queue, epoll) from /proc before and after a run, per answered call.
+In a GIL process every hand-over between threads is a sleep and a wake-up, which on
+these virtual machines costs far more than the Python it separates (perf puts about
+40 % of either server's samples in the kernel's task switching). Thread names are the
+ones the threads give themselves: the event loop is `loop`, grpc.aio's completion-queue
+poller `grpc poller`, grpc's own I/O threads `event_engine`, the inference pool
+`modelwire-infer_N`, the log writer `modelwire-log`. Medians over `--repeat` runs;
+prints a Markdown table and writes benchmarks/results/switches.json.
 """
 
 from __future__ import annotations
@@ -26,18 +28,24 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-from per_call import CLASSIFY, GRPC_HEADERS, INFER, digit_bodies, h2load
-from processes import start, start_with_rest, stop
+from per_call import CLASSIFY, GRPC_HEADERS, INFER, digit_bodies, h2load, start_echo
+from processes import start_with_rest, stop
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 # The bench extra installs py-spy beside this Python; on PATH otherwise.
 PY_SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+REST = "/v1/models/digits:classify"
+#: (body, title, path, in flight, over REST)
 CASES = (
-    ("infer", "OIP ModelInfer, FP32 tensor", INFER, 32),
-    ("classify", "Classify, PNG", CLASSIFY, 64),
+    ("infer", "OIP ModelInfer, FP32 tensor", INFER, 32, False),
+    ("classify", "Classify, PNG", CLASSIFY, 64, False),
+    ("classify", "gRPC Classify, PNG", CLASSIFY, 8, False),
+    ("rest", "REST classify, raw PNG body", REST, 8, True),
 )
 
 
@@ -78,11 +86,26 @@ def counters(pid: int) -> dict[str, tuple[str, float, int]]:
     return out
 
 
-def measure(pid: int, url: str, body: Path, in_flight: int, duration: float) -> dict[str, Any]:
+def batch_size_totals(rest: str) -> tuple[float, float]:
+    """(items, batches) the server's batches have held so far, from its /metrics."""
+    with urllib.request.urlopen(f"http://{rest}/metrics", timeout=30) as answer:
+        text = answer.read().decode()
+    totals = {"modelwire_batch_size_sum": 0.0, "modelwire_batch_size_count": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += sample.value
+    return totals["modelwire_batch_size_sum"], totals["modelwire_batch_size_count"]
+
+
+def measure(
+    pid: int, url: str, body: Path, in_flight: int, duration: float, http1: bool
+) -> dict[str, Any]:
     """One h2load run: req/s, and CPU ms and sleeps per call for each thread that ran."""
     names = thread_names(pid)
     before = counters(pid)
-    rate, answered = h2load(url, body, GRPC_HEADERS, in_flight, duration, False)
+    headers = ["content-type: application/octet-stream"] if http1 else GRPC_HEADERS
+    rate, answered = h2load(url, body, headers, in_flight, duration, http1)
     after = counters(pid)
     threads: dict[str, list[float]] = {}
     for tid, (comm, cpu, switches) in after.items():
@@ -108,8 +131,8 @@ def main() -> None:
             raise SystemExit(f"needs {tool} (scripts/bench_tools.sh installs h2load)")
     work = Path(tempfile.mkdtemp(prefix="modelwire-switches-"))
     files = digit_bodies(work)
-    echo, echo_target = start([sys.executable, "-m", "modelwire.bench.echo", "--port", "0"])
-    server, target, _ = start_with_rest(
+    echo, echo_target, echo_rest = start_echo("auto")
+    server, target, rest = start_with_rest(
         [sys.executable, "-m", "modelwire", "serve", "--port", "0", "--rest-port", "0",
          "--data-dir", str(work / "data")]
     )  # fmt: skip
@@ -118,15 +141,18 @@ def main() -> None:
         for where in (echo_target, target):
             h2load(f"http://{where}{CLASSIFY}", files["classify"], GRPC_HEADERS, 8, 1, False)
         for _ in range(args.repeat):
-            for key, _, path, in_flight in CASES:
+            for key, _, path, in_flight, http1 in CASES:
                 for side, process, where in (
-                    ("echo", echo, echo_target),
-                    ("serve", server, target),
+                    ("echo", echo, echo_rest if http1 else echo_target),
+                    ("serve", server, rest if http1 else target),
                 ):
-                    run = measure(
-                        process.pid, f"http://{where}{path}", files[key], in_flight, args.duration
-                    )
-                    runs.setdefault((key, side), []).append(run)
+                    items, batches = batch_size_totals(rest)
+                    url = f"http://{where}{path}"
+                    run = measure(process.pid, url, files[key], in_flight, args.duration, http1)
+                    if side == "serve":
+                        items_after, batches_after = batch_size_totals(rest)
+                        run["batch_size"] = (items_after - items) / max(1, batches_after - batches)
+                    runs.setdefault((f"{key}-{in_flight}", side), []).append(run)
     finally:
         stop(server)
         stop(echo)
@@ -142,17 +168,18 @@ def main() -> None:
     }
     (ROOT / "benchmarks/results/switches.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"{out['machine']}, commit {out['commit']}, medians of {args.repeat}\n")
-    print("| row | server | req/s | thread | CPU ms/call | sleeps/call |")
-    print("|---|---|---|---|---|---|")
-    for key, title, _, in_flight in CASES:
+    print("| row | server | req/s | mean batch | thread | CPU ms/call | sleeps/call |")
+    print("|---|---|---|---|---|---|---|")
+    for key, title, _, in_flight, _ in CASES:
         for side in ("echo", "serve"):
-            found = results[f"{key}/{side}"]
+            found = results[f"{key}-{in_flight}/{side}"]
+            batch = f"{found['batch_size']:.2f}" if "batch_size" in found else ""
             first = True
             for name, (cpu, sleeps) in found["threads"].items():
                 head = (
-                    f"{title}, {in_flight} in flight | {side} | {found['rate']:,.0f}"
+                    f"{title}, {in_flight} in flight | {side} | {found['rate']:,.0f} | {batch}"
                     if first
-                    else " | | "
+                    else " | | | "
                 )
                 print(f"| {head} | {name} | {cpu:.3f} | {sleeps:.2f} |")
                 first = False
@@ -173,7 +200,10 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         n: v for n, v in sorted(threads.items(), key=lambda kv: -kv[1][0]) if v[0] or v[1] >= 0.01
     }
     kept["all threads"] = [sum(v[0] for v in kept.values()), sum(v[1] for v in kept.values())]
-    return {"rate": statistics.median(run["rate"] for run in runs), "threads": kept}
+    out = {"rate": statistics.median(run["rate"] for run in runs), "threads": kept}
+    if "batch_size" in runs[0]:
+        out["batch_size"] = statistics.median(run["batch_size"] for run in runs)
+    return out
 
 
 if __name__ == "__main__":
