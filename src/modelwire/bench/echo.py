@@ -93,13 +93,17 @@ async def main(port: int, rest_port: int | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from typing import get_args
+
     from modelwire.assembly import loop_factory
     from modelwire.settings import Settings
+
+    loops = get_args(Settings.model_fields["event_loop"].annotation)
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--rest-port", type=int, default=None)
-    parser.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    parser.add_argument("--event-loop", choices=loops, default="auto")
     args = parser.parse_args()
     factory = loop_factory(Settings(event_loop=args.event_loop))
     with asyncio.Runner(loop_factory=factory) as runner:
