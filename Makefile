@@ -55,6 +55,7 @@ bench: $(VENV)/.dev-installed  ## measure the numbers quoted in the README
 	$(BIN)/python benchmarks/per_call.py --event-loop asyncio \
 		--out benchmarks/results/per_call_asyncio.json
 	$(BIN)/python benchmarks/switches.py
+	$(BIN)/python benchmarks/call_shape.py --repeat 5
 	$(BIN)/python benchmarks/hot_path.py
 	for piece in guard checks answer resolve batcher infer; do \
 		PYTHON=$(BIN)/python benchmarks/instructions.sh $$piece || exit 1; done
