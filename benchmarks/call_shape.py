@@ -54,7 +54,7 @@ from modelwire.api.oip import grpc_predict_v2_pb2 as oip
 from modelwire.api.oip import grpc_predict_v2_pb2_grpc as oip_grpc
 from modelwire.assembly import loop_factory
 from modelwire.bench.echo import INFER_ANSWER
-from modelwire.core.repository import DEFAULT_MODEL_DIR
+from modelwire.core.repository import DEFAULT_MODEL_DIR, read_model_folder
 from modelwire.core.threads import WarmThreadPool
 from modelwire.settings import Settings
 
@@ -76,7 +76,8 @@ class ShapeServicer(oip_grpc.GRPCInferenceServiceServicer):
         self.batches = self.items = 0
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
-        onnx = next(DEFAULT_MODEL_DIR.rglob("*.onnx"))
+        folder = read_model_folder(DEFAULT_MODEL_DIR)
+        onnx = folder.source(folder.versions[-1]).onnx_path  # the version served
         self._session = ort.InferenceSession(str(onnx), options)
         self._input = self._session.get_inputs()[0].name
 
